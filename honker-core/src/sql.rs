@@ -1,0 +1,284 @@
+//! What every crate's SQL functions share: typed argument getters, the `honker: <code>: ...`
+//! error form, the options-object parser, and the meta functions `honker_version()` and
+//! `honker_migrate()`.
+
+use std::fmt;
+
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode};
+
+use crate::error::Error;
+
+/// An error raised by a honker SQL function; displays as `honker: <code>: <message>`.
+#[derive(Debug)]
+pub struct SqlError {
+    /// The stable code, such as `payload.not_json`.
+    pub code: &'static str,
+    /// The human-readable message.
+    pub message: String,
+}
+
+impl fmt::Display for SqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "honker: {}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for SqlError {}
+
+/// Turn any error with a stable code into the error a SQL function returns.
+///
+/// `SQLITE_BUSY`/`SQLITE_LOCKED` pass through untouched (same result code, SQLite's own message),
+/// so callers and bindings can retry them as they would any busy statement.
+pub fn sql_error(
+    code: &'static str,
+    message: impl fmt::Display,
+    busy: Option<&rusqlite::Error>,
+) -> rusqlite::Error {
+    if let Some(rusqlite::Error::SqliteFailure(f, _)) = busy {
+        if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) {
+            return rusqlite::Error::SqliteFailure(*f, None);
+        }
+    }
+    rusqlite::Error::UserFunctionError(Box::new(SqlError {
+        code,
+        message: message.to_string(),
+    }))
+}
+
+impl From<Error> for rusqlite::Error {
+    fn from(e: Error) -> rusqlite::Error {
+        let busy = match &e {
+            Error::Busy { source } => Some(source),
+            _ => None,
+        };
+        sql_error(e.code(), &e, busy)
+    }
+}
+
+fn bad_arg(name: &'static str, reason: String) -> rusqlite::Error {
+    Error::InvalidArgument { name, reason }.into()
+}
+
+fn type_name(v: ValueRef<'_>) -> &'static str {
+    match v {
+        ValueRef::Null => "NULL",
+        ValueRef::Integer(_) => "INTEGER",
+        ValueRef::Real(_) => "REAL",
+        ValueRef::Text(_) => "TEXT",
+        ValueRef::Blob(_) => "BLOB",
+    }
+}
+
+/// Argument `i` as TEXT (UTF-8); anything else is `arg.invalid`.
+///
+/// # Errors
+///
+/// `honker: arg.invalid` naming the argument and the type that was given.
+pub fn arg_text(ctx: &Context<'_>, i: usize, name: &'static str) -> rusqlite::Result<String> {
+    match ctx.get_raw(i) {
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .map(str::to_owned)
+            .map_err(|_| bad_arg(name, "is not valid UTF-8".into())),
+        other => Err(bad_arg(
+            name,
+            format!("must be TEXT, got {}", type_name(other)),
+        )),
+    }
+}
+
+/// Argument `i` as TEXT, or `None` when it is NULL or absent.
+///
+/// # Errors
+///
+/// As [`arg_text`].
+pub fn arg_opt_text(
+    ctx: &Context<'_>,
+    i: usize,
+    name: &'static str,
+) -> rusqlite::Result<Option<String>> {
+    if i >= ctx.len() || matches!(ctx.get_raw(i), ValueRef::Null) {
+        return Ok(None);
+    }
+    arg_text(ctx, i, name).map(Some)
+}
+
+/// Argument `i` as INTEGER; REAL, TEXT, BLOB and NULL are `arg.invalid`.
+///
+/// # Errors
+///
+/// `honker: arg.invalid` naming the argument and the type that was given.
+pub fn arg_i64(ctx: &Context<'_>, i: usize, name: &'static str) -> rusqlite::Result<i64> {
+    match ctx.get_raw(i) {
+        ValueRef::Integer(v) => Ok(v),
+        other => Err(bad_arg(
+            name,
+            format!("must be INTEGER, got {}", type_name(other)),
+        )),
+    }
+}
+
+/// Argument `i` as a non-negative INTEGER.
+///
+/// # Errors
+///
+/// As [`arg_i64`], and `arg.invalid` for a negative value.
+pub fn arg_non_negative(ctx: &Context<'_>, i: usize, name: &'static str) -> rusqlite::Result<i64> {
+    let v = arg_i64(ctx, i, name)?;
+    if v < 0 {
+        return Err(bad_arg(name, format!("must be >= 0, got {v}")));
+    }
+    Ok(v)
+}
+
+/// Parse an options object: JSON text holding one object whose keys are all in `known`.
+///
+/// An empty string or `NULL` (pass `None`) means no options.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] when it is not a JSON object, [`Error::UnknownOption`] for a key
+/// not in `known` (whose text, comma-separated, is `known_list`).
+pub fn parse_options(
+    text: Option<&str>,
+    known: &[&str],
+    known_list: &'static str,
+) -> crate::Result<serde_json::Map<String, serde_json::Value>> {
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        return Ok(serde_json::Map::new());
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| Error::InvalidArgument {
+            name: "options",
+            reason: format!("must be a JSON object: {e}"),
+        })?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(Error::InvalidArgument {
+            name: "options",
+            reason: "must be a JSON object".into(),
+        });
+    };
+    if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(Error::UnknownOption {
+            option: k.clone(),
+            known: known_list,
+        });
+    }
+    Ok(map)
+}
+
+/// A non-negative integer option, or `None` when absent.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] when present but not a non-negative integer.
+pub fn option_u64(
+    map: &serde_json::Map<String, serde_json::Value>,
+    key: &'static str,
+) -> crate::Result<Option<u64>> {
+    match map.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| Error::InvalidArgument {
+            name: key,
+            reason: format!("must be a non-negative integer, got {v}"),
+        }),
+    }
+}
+
+/// Register `honker_version()` and `honker_migrate()` on `conn`.
+///
+/// # Errors
+///
+/// SQLite's error when a function cannot be registered.
+pub fn register(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "honker_version",
+        0,
+        FunctionFlags::SQLITE_UTF8
+            | FunctionFlags::SQLITE_DETERMINISTIC
+            | FunctionFlags::SQLITE_INNOCUOUS,
+        |_| Ok(crate::VERSION),
+    )?;
+    conn.create_scalar_function(
+        "honker_migrate",
+        0,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
+        |ctx| {
+            let conn = context_connection(ctx)?;
+            Ok(crate::schema::migrate(&conn)?)
+        },
+    )?;
+    Ok(())
+}
+
+/// The connection that called a SQL function, to run statements on it from inside the function.
+///
+/// # Errors
+///
+/// SQLite's error if the handle cannot be wrapped.
+#[allow(unsafe_code)]
+pub fn context_connection<'a>(
+    ctx: &'a Context<'_>,
+) -> rusqlite::Result<rusqlite::functions::ConnectionRef<'a>> {
+    // SAFETY: `get_connection` is unsafe because the non-owning handle could be sent to another
+    // thread and used after the call. The returned guard borrows `ctx`, so it cannot outlive the
+    // function call, and `ConnectionRef` is neither `Send` nor `Sync`.
+    unsafe { ctx.get_connection() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_options_refuses_unknown_keys_and_non_objects() {
+        let known = &["a", "b"];
+        assert!(parse_options(None, known, "a, b").unwrap().is_empty());
+        assert!(parse_options(Some(" "), known, "a, b").unwrap().is_empty());
+        assert_eq!(
+            parse_options(Some(r#"{"a":1}"#), known, "a, b").unwrap()["a"],
+            1
+        );
+        let e = parse_options(Some(r#"{"c":1}"#), known, "a, b").unwrap_err();
+        assert_eq!(e.code(), "options.unknown");
+        assert_eq!(
+            parse_options(Some("[1]"), known, "a, b")
+                .unwrap_err()
+                .code(),
+            "arg.invalid"
+        );
+        assert_eq!(
+            parse_options(Some("{"), known, "a, b").unwrap_err().code(),
+            "arg.invalid"
+        );
+    }
+
+    #[test]
+    fn busy_passes_through_as_sqlite_busy() {
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("x".into()),
+        );
+        let e: rusqlite::Error = Error::from(busy).into();
+        assert_eq!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy));
+    }
+
+    #[test]
+    fn sql_errors_carry_the_code_prefix() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.create_scalar_function("t_arg", 1, FunctionFlags::SQLITE_UTF8, |ctx| {
+            arg_i64(ctx, 0, "n")
+        })
+        .unwrap();
+        let e = conn
+            .query_row("SELECT t_arg('x')", [], |r| r.get::<_, i64>(0))
+            .unwrap_err();
+        assert!(e.to_string().starts_with("honker: arg.invalid: "), "{e}");
+        register(&conn).unwrap();
+        let v: String = conn
+            .query_row("SELECT honker_version()", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, crate::VERSION);
+    }
+}
