@@ -1,0 +1,1 @@
+//! Host-process tests of the honker loadable extension live in `tests/`.
