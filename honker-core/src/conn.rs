@@ -58,6 +58,24 @@ pub fn open_read_only(path: impl AsRef<Path>) -> Result<Connection> {
 pub fn prepare(conn: &Connection) -> Result<()> {
     let path = db_file(conn)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Some BUSY results never reach the busy handler: switching the journal mode while another
+    // process does, or reading while another process runs WAL recovery. Every step below is
+    // idempotent, so retry the whole setup until the busy timeout is spent.
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match prepare_once(conn, &path) {
+            Err(e) if e.is_busy() && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn prepare_once(conn: &Connection, path: &Path) -> Result<()> {
+    let path = path.to_owned();
     // Reading the schema reads page 1: a file that is not SQLite fails here, before any write.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)

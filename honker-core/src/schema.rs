@@ -48,20 +48,16 @@ const MIGRATIONS: &[Migration] = &[Migration {
 ///
 /// [`Error::NotHonker`] when `honker_*` objects exist that honker did not create.
 pub fn schema_version(conn: &Connection) -> Result<Option<i64>> {
-    let has_meta: bool = conn
+    // One statement, so one snapshot: another process may be migrating right now, and two
+    // separate looks could see "no honker_meta" and then "honker_* tables".
+    let names: Vec<String> = conn
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'honker_meta')",
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'honker\\_%' ESCAPE '\\'",
         )?
-        .query_row([], |r| r.get(0))?;
-    if !has_meta {
-        let stray: Option<String> = conn
-            .query_row(
-                "SELECT name FROM sqlite_master WHERE name LIKE 'honker\\_%' ESCAPE '\\' LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        return match stray {
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !names.iter().any(|n| n == "honker_meta") {
+        return match names.first() {
             Some(name) => Err(Error::NotHonker {
                 detail: format!("{name:?} exists but honker_meta does not"),
             }),
