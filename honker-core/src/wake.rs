@@ -143,9 +143,13 @@ impl EpochCell {
 
     /// Advance the epoch by one and wake every waiter.
     pub fn advance(&self) {
-        let _guard = self.lock();
+        let st = self.lock();
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.waiters_cv.notify_all();
+        // Waiters register under this lock, so with none registered there is nobody to wake and
+        // the futex syscall can be skipped (writers kick after every commit).
+        if st.waiters > 0 {
+            self.waiters_cv.notify_all();
+        }
     }
 
     /// Make every current and future wait fail with `err` (the first failure wins).
