@@ -1,0 +1,139 @@
+//! libhonker_ext.so: every honker SQL function as one SQLite loadable extension.
+//!
+//! Load it into any SQLite host (3.38.0 or newer) and the connection gets honker's SQL surface:
+//! Postgres-style `NOTIFY`/`LISTEN` with cross-process wake-ups, on the connection's own database
+//! file, with no daemon.
+//!
+//! # Loading
+//!
+//! In the `sqlite3` shell (the suffix is optional; SQLite adds `.so`/`.dylib`/`.dll`):
+//!
+//! ```text
+//! sqlite> .load ./libhonker_ext
+//! sqlite> SELECT honker_version();
+//! ```
+//!
+//! From SQL, on a connection where the application enabled extension loading
+//! (`sqlite3_enable_load_extension` or `SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION`):
+//!
+//! ```text
+//! SELECT load_extension('/path/to/libhonker_ext');
+//! ```
+//!
+//! Both entry points are exported: the default `sqlite3_extension_init` and the name SQLite
+//! derives from the file name, `sqlite3_honkerext_init`.
+//!
+//! At load the extension:
+//!
+//! 1. refuses hosts older than SQLite **3.38.0** with `honker: ext.sqlite_too_old: ...` (see
+//!    [Version floor](#version-floor));
+//! 2. registers the functions below on the loading connection only (load it on every connection
+//!    that needs them);
+//! 3. creates or migrates the honker schema when the main database is a writable file (skipped for
+//!    `:memory:`, temporary and read-only databases; a read-only file still loads, and writes then
+//!    fail with `db.read_only`). A migration that finds the write lock taken retries for up to
+//!    5 seconds; any other migration error (`schema.too_new`, `db.not_honker`) fails the load;
+//! 4. stays loaded for the life of the process (`SQLITE_OK_LOAD_PERMANENTLY`): the process-wide
+//!    wake watcher is a thread running code from this library, so SQLite must never `dlclose` it
+//!    when the loading connection closes.
+//!
+//! The extension never installs hooks (`update_hook`, `commit_hook`, ...) on the host's connection
+//! and never changes its pragmas: those belong to the application. Use WAL
+//! (`PRAGMA journal_mode=WAL`) so listeners and writers in other processes do not block each other.
+//!
+//! # SQL functions
+//!
+//! Ids and times are INTEGER, payloads and options are JSON text. Functions that return rows
+//! return a JSON array of objects with the payload embedded as JSON.
+//!
+//! | function | returns |
+//! |---|---|
+//! | `honker_version()` | the extension's version, TEXT |
+//! | `honker_migrate()` | create or upgrade the schema; the schema version now, INTEGER |
+//! | `honker_epoch()` | the wake epoch of this database file, INTEGER; starts the process's watcher for the file if needed |
+//! | `honker_wait(epoch, timeout_ms)` | blocks until the epoch is past `epoch` or `timeout_ms` passes; the epoch then |
+//! | `honker_notify(channel, payload)` | publishes `payload` (JSON) on `channel` in the caller's transaction; the notification id |
+//! | `notify(channel, payload)` | alias of `honker_notify` |
+//! | `honker_listen(channel, after_id, limit)` | up to `limit` notifications of `channel` with `id > after_id`: `[{"id":..,"channel":..,"payload":<JSON>,"created_ms":..}]` |
+//! | `honker_listen_wait(channel, after_id, limit, timeout_ms)` | as `honker_listen`, blocking until one arrives; `[]` at the timeout |
+//! | `honker_notify_prune(options)` | deletes old notifications; options `{"max_age_ms":..,"max_rows":..}`; rows deleted |
+//!
+//! The blocking functions (`honker_wait`, `honker_listen_wait`) hold no read transaction while
+//! they sleep, so checkpoints and writers in every process proceed, and refuse to run inside an
+//! open transaction (`wait.in_transaction`): a transaction's snapshot would hide the commit being
+//! waited for.
+//!
+//! # Errors
+//!
+//! Every error a honker function raises has the message `honker: <code>: <message>`, where `<code>`
+//! is stable and machine-readable (`arg.invalid`, `payload.not_json`, `payload.too_large`,
+//! `options.unknown`, `wait.in_transaction`, `db.read_only`, `schema.too_new`, `db.not_file`,
+//! `wake.*`, ...), so bindings map errors without parsing prose. `SQLITE_BUSY` and
+//! `SQLITE_LOCKED` pass through untouched (SQLite's own code and message, `database is locked`),
+//! so hosts retry them as they would any busy statement. A panic never crosses into the host: the
+//! entry point and every function callback catch it and return an SQLite error.
+//!
+//! # Version floor
+//!
+//! The host's SQLite must be **3.38.0** or newer:
+//!
+//! - 3.38.0 made the JSON functions (`json_extract`, `json_each`, `->>`) built in; before it they
+//!   were the optional JSON1 extension, which hosts could omit;
+//! - honker's writes use `RETURNING` (3.35.0) and `ON CONFLICT ... DO UPDATE` upserts (3.24.0).
+//!
+//! The check reads `sqlite3_libversion_number()` straight from the host's API table before
+//! anything else is touched, so an older host, including one older than the 3.34.1 that the
+//! Rust bindings were generated for, gets a clean `honker: ext.sqlite_too_old: ...` load error
+//! and never an abort. (rusqlite's own check for hosts older than its bindings allocates its error
+//! message through a routine it has not yet bound, which would panic; honker's check runs first.)
+//!
+//! For tests only, the environment variable `HONKER_EXT_MIN_SQLITE_FOR_TESTS` (a version number
+//! such as `3099000`) *raises* the floor, so the refusal path can be exercised on a current host.
+//! It can never lower the floor.
+//!
+//! # Known limitations
+//!
+//! - Every process must be on the same host, and the file must not live on a network file system
+//!   or a Docker bind mount from another kernel: cross-process wakes and WAL need shared memory.
+//! - Load the extension into one SQLite library per process. It calls only the host's SQLite,
+//!   never a second copy, because two SQLite copies in one process do not share POSIX lock
+//!   bookkeeping for a file.
+#![warn(missing_docs)]
+
+mod init;
+
+use std::ffi::{c_char, c_int};
+
+use rusqlite::ffi;
+
+/// The entry point SQLite looks for when `load_extension` names no entry point and the file name
+/// gives none (`sqlite3_extension_init`).
+///
+/// # Safety
+///
+/// Called only by SQLite's extension loader, with the connection being loaded into, the error
+/// message out-pointer and the host's API routines.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sqlite3_extension_init(
+    db: *mut ffi::sqlite3,
+    pz_err_msg: *mut *mut c_char,
+    p_api: *mut ffi::sqlite3_api_routines,
+) -> c_int {
+    // SAFETY: the caller is SQLite's loader, which passes exactly these three pointers.
+    unsafe { init::entry(db, pz_err_msg, p_api) }
+}
+
+/// The entry point SQLite derives from the file name `libhonker_ext.so` (`sqlite3_honkerext_init`).
+///
+/// # Safety
+///
+/// As [`sqlite3_extension_init`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sqlite3_honkerext_init(
+    db: *mut ffi::sqlite3,
+    pz_err_msg: *mut *mut c_char,
+    p_api: *mut ffi::sqlite3_api_routines,
+) -> c_int {
+    // SAFETY: the caller is SQLite's loader, which passes exactly these three pointers.
+    unsafe { init::entry(db, pz_err_msg, p_api) }
+}
