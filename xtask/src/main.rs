@@ -1,1 +1,63 @@
-fn main() {}
+//! `cargo xtask`: the project's automation (ci, ext, fuzz, tidy, bench), in Rust rather than shell.
+//!
+//! Arguments are parsed by hand to keep this crate's dependencies few.
+
+mod ci;
+mod cmd;
+mod ext;
+mod fuzz;
+mod metadata;
+#[cfg(test)]
+mod tidy;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci                    everything CI checks: fmt, clippy, tests, extension build + smoke test,
+                        fuzz targets checked, tidy, honker-wake feature powerset
+  ext                   build the loadable extension (release) and print its path
+  fuzz [target] [secs]  run one fuzz target (or all) for `secs` seconds each (default 60)
+  tidy                  the repository's house-rule checks (= cargo test -p xtask)
+  bench                 cross-process benchmarks";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::FAILURE;
+    };
+    let result = match command.as_str() {
+        "ci" => no_args(command, rest).and_then(|()| ci::run()),
+        "ext" => no_args(command, rest).and_then(|()| {
+            let so = ext::build()?;
+            println!("{}", so.display());
+            Ok(())
+        }),
+        "fuzz" => fuzz::run(rest),
+        "tidy" => no_args(command, rest)
+            .and_then(|()| cmd::run(cmd::cargo().args(["test", "-p", "xtask"]))),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(anyhow::anyhow!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {command}: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn no_args(command: &str, rest: &[String]) -> anyhow::Result<()> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("`cargo xtask {command}` takes no arguments, got {rest:?}\n\n{USAGE}")
+    }
+}

@@ -1,0 +1,150 @@
+//! `cargo xtask ci`: every check CI runs, in order, failing fast, with per-step times at the end.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::{cmd, ext, metadata};
+
+type StepFn = fn() -> anyhow::Result<()>;
+
+/// The steps, in the order they run: cheap checks first so a typo fails in seconds.
+const STEPS: &[(&str, StepFn)] = &[
+    ("fmt", fmt),
+    ("clippy (workspace)", clippy_workspace),
+    ("clippy (honker-ext)", clippy_ext),
+    ("tests", tests),
+    ("extension build + sqlite3 smoke test", extension),
+    ("fuzz targets (cargo check)", fuzz_check),
+    ("tidy", tidy),
+    ("honker-wake feature powerset", wake_powerset),
+];
+
+/// Run every step; stop at the first failure.
+pub(crate) fn run() -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut times: Vec<(&str, Duration)> = Vec::new();
+    for (i, (name, step)) in STEPS.iter().enumerate() {
+        println!("\n==> [{}/{}] {name}", i + 1, STEPS.len());
+        let t = Instant::now();
+        let result = step();
+        times.push((name, t.elapsed()));
+        if let Err(e) = result {
+            summary(&times, start.elapsed(), Some(name));
+            return Err(e.context(format!("ci step `{name}` failed")));
+        }
+    }
+    summary(&times, start.elapsed(), None);
+    println!("ci: all {} steps passed", STEPS.len());
+    Ok(())
+}
+
+fn summary(times: &[(&str, Duration)], total: Duration, failed: Option<&str>) {
+    println!("\n==> ci summary");
+    for (name, d) in times {
+        let mark = if Some(*name) == failed {
+            "FAILED"
+        } else {
+            "ok"
+        };
+        println!("  {:>8.1}s  {mark:<6}  {name}", d.as_secs_f64());
+    }
+    println!("  {:>8.1}s  total", total.as_secs_f64());
+}
+
+fn fmt() -> anyhow::Result<()> {
+    cmd::run(cmd::cargo().args(["fmt", "--all", "--check"]))?;
+    cmd::run(cmd::cargo().args(["fmt", "--manifest-path", ext::MANIFEST, "--check"]))?;
+    cmd::run(cmd::cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"]))
+}
+
+fn clippy_workspace() -> anyhow::Result<()> {
+    cmd::run(cmd::cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn clippy_ext() -> anyhow::Result<()> {
+    cmd::run(cmd::cargo().args([
+        "clippy",
+        "--manifest-path",
+        ext::MANIFEST,
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn tests() -> anyhow::Result<()> {
+    if cmd::has_cargo_subcommand("nextest") {
+        cmd::run(cmd::cargo().args(["nextest", "run", "--workspace"]))?;
+    } else {
+        println!("(cargo-nextest is not installed: using cargo test)");
+        cmd::run(cmd::cargo().args(["test", "--workspace"]))?;
+    }
+    // nextest does not run doctests.
+    cmd::run(cmd::cargo().args(["test", "--workspace", "--doc"]))
+}
+
+fn extension() -> anyhow::Result<()> {
+    let so = ext::build()?;
+    println!("built {}", so.display());
+    ext::smoke(&so)
+}
+
+fn fuzz_check() -> anyhow::Result<()> {
+    // Only `cargo fuzz run` needs the fuzzer's instrumentation (`-s none` on stable); checking
+    // the targets compile needs nothing but cargo.
+    cmd::run(cmd::cargo().args([
+        "check",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+        "--all-targets",
+    ]))
+}
+
+fn tidy() -> anyhow::Result<()> {
+    cmd::run(cmd::cargo().args(["test", "-p", "xtask"]))
+}
+
+/// `cargo check -p honker-wake --no-default-features --features <subset>` for every subset of its
+/// features (what `cargo hack --feature-powerset` does, without installing cargo-hack).
+fn wake_powerset() -> anyhow::Result<()> {
+    let meta = metadata::no_deps(Path::new("Cargo.toml"))?;
+    let features = metadata::features(metadata::package(&meta, "honker-wake")?);
+    anyhow::ensure!(
+        features.len() <= 10,
+        "honker-wake has {} features: a powerset of 2^{} checks is too many; group them",
+        features.len(),
+        features.len()
+    );
+    println!(
+        "honker-wake features: {}",
+        if features.is_empty() {
+            "(none besides default)".to_owned()
+        } else {
+            features.join(", ")
+        }
+    );
+    for mask in 0u32..(1 << features.len()) {
+        let subset: Vec<&str> = features
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, f)| f.as_str())
+            .collect();
+        let mut c = cmd::cargo();
+        c.args(["check", "-p", "honker-wake", "--no-default-features"]);
+        if !subset.is_empty() {
+            c.args(["--features", &subset.join(",")]);
+        }
+        cmd::run(&mut c).with_context(|| format!("honker-wake with features {subset:?}"))?;
+    }
+    Ok(())
+}
