@@ -1,1 +1,72 @@
-fn main() {}
+//! The `honker` command: a demo of cross-process NOTIFY/LISTEN, plus small tools to notify, listen
+//! and inspect a database (and hidden subcommands that the demo and `cargo xtask bench` drive).
+#![forbid(unsafe_code)]
+
+mod bench;
+mod commands;
+mod demo;
+mod errors;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// honker: Postgres-style NOTIFY/LISTEN, queues, streams and cron on one SQLite file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "honker",
+    version,
+    after_help = "Start with `honker demo`: it shows listener processes waking on another process's commits."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show honker working across processes: real listener processes, a publisher, and a
+    /// summary of what arrived (lost, duplicated, order, wake latency).
+    Demo(demo::DemoArgs),
+    /// Print notifications on a channel as they arrive.
+    Listen(commands::ListenArgs),
+    /// Send one notification (a JSON payload) on a channel; prints its id.
+    Notify(commands::NotifyArgs),
+    /// Create or upgrade the honker schema in a database file.
+    Migrate(commands::DbArgs),
+    /// Show a database's honker schema version, journal mode and row counts.
+    Info(commands::DbArgs),
+    /// One listener process of `honker demo` (reports to the demo over stdout).
+    #[command(hide = true)]
+    DemoListener(demo::pubsub::ListenerArgs),
+    /// Benchmark helpers for `cargo xtask bench`.
+    #[command(flatten)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+        Command::Listen(args) => commands::listen(&args),
+        Command::Notify(args) => commands::notify(&args),
+        Command::Migrate(args) => commands::migrate(&args),
+        Command::Info(args) => commands::info(&args),
+        Command::DemoListener(args) => demo::pubsub::listener_child(&args),
+        Command::Bench(cmd) => bench::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            errors::print(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The database file a command works on; the default is the demo's file.
+fn default_db() -> PathBuf {
+    PathBuf::from("./honker-demo.db")
+}

@@ -1,0 +1,734 @@
+//! `cargo xtask bench`: honker's cross-process figures, each against a raw baseline measured in
+//! the same run, as one table of medians.
+//!
+//! xtask links none of honker's crates: it builds the release `honker` binary and drives its
+//! hidden `bench-*` subcommands as real processes (listeners, publishers, idle processes), so the
+//! figures are what an application sees. Each baseline is the same work done with bare rusqlite
+//! in the same kind of process, so the ratio shows what honker adds on this machine today.
+//!
+//! Options: `--runs N` (default 5; each figure is the median of N runs), `--quick` (fewer
+//! samples and a shorter idle window, for a smoke test), `--strict` (fail when a target is missed).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+
+/// How long any helper gets to say `ready` or print its result.
+const HELPER_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Sizes of one bench session.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    runs: usize,
+    /// Latency samples per run (after a warm-up of 20).
+    latency_samples: usize,
+    /// Mean gap between cross-process sends (jittered +-25% by the publisher).
+    cross_interval_us: u64,
+    /// Mean gap between same-process sends.
+    same_interval_us: u64,
+    /// Idle CPU measurement window.
+    idle_window: Duration,
+    /// Transactions per throughput run.
+    throughput_ops: usize,
+    strict: bool,
+}
+
+impl Plan {
+    fn parse(args: &[String]) -> Result<Plan> {
+        let mut plan = Plan {
+            runs: 5,
+            latency_samples: 1000,
+            cross_interval_us: 1300,
+            same_interval_us: 500,
+            idle_window: Duration::from_secs(5),
+            throughput_ops: 5000,
+            strict: false,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--runs" => {
+                    plan.runs = it
+                        .next()
+                        .context("--runs needs a number")?
+                        .parse()
+                        .context("--runs needs a number")?;
+                    if plan.runs == 0 {
+                        bail!("--runs must be at least 1");
+                    }
+                }
+                "--quick" => {
+                    plan.latency_samples = 200;
+                    plan.idle_window = Duration::from_secs(1);
+                    plan.throughput_ops = 1000;
+                }
+                "--strict" => plan.strict = true,
+                other => bail!(
+                    "unknown bench argument {other:?}; usage: cargo xtask bench [--runs N] [--quick] [--strict]"
+                ),
+            }
+        }
+        Ok(plan)
+    }
+}
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let plan = Plan::parse(args)?;
+    let root = repo_root();
+    let honker = build_honker(&root)?;
+    let work = std::env::temp_dir().join(format!("honker-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let bench = Bench {
+        honker,
+        work: work.clone(),
+        plan,
+    };
+    let result = bench.measure();
+    let _ = std::fs::remove_dir_all(&work);
+    let samples = result?;
+
+    let rows = samples.table();
+    let table = render(&rows);
+    let report = format!(
+        "# honker bench\n\n{}\n\n{table}\n{}\n",
+        header(&plan, &samples),
+        NOTES
+    );
+    println!("{table}");
+    let out = root.join("target").join("bench-report.md");
+    std::fs::create_dir_all(out.parent().expect("target dir"))?;
+    std::fs::write(&out, report).with_context(|| format!("cannot write {}", out.display()))?;
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.pass == Some(false))
+        .map(|r| r.figure.as_str())
+        .collect();
+    eprintln!("bench: report written to {}", out.display());
+    if !failed.is_empty() {
+        eprintln!(
+            "bench: {} target(s) missed: {}",
+            failed.len(),
+            failed.join("; ")
+        );
+        if plan.strict {
+            bail!("{} target(s) missed", failed.len());
+        }
+    }
+    Ok(())
+}
+
+const NOTES: &str = "\
+Method:
+- Each figure is the median over the runs; each run measures honker and its baseline back to back (alternating which goes first).
+- Wake latency: a publisher process commits paced notifications (gaps jittered +-25% around the mean, so sends do not phase-lock with the 1 ms poll), each carrying its send time (`SystemTime`, taken before the commit, so the commit is included); the listener process subtracts it from its receive time. The first 20 are warm-up.
+  Baseline: the same publisher, and a listener that is a bare rusqlite loop polling `PRAGMA data_version` every 1 ms and then SELECTing: the physical limit of the DataVersion backend.
+- Same-process wake: publisher and listener threads in one process, through `notify()` (whose post-commit kick reaches the Hub) and `Listener`.
+  Baseline: a raw INSERT, then a std channel message to the reader thread, which SELECTs.
+- Idle CPU: on-CPU time of the whole process (all threads, `/proc/<pid>/task/*/schedstat`, or utime+stime from `/proc/<pid>/stat` where schedstat is absent) over the window, after a 1 s settle.
+  Baseline: a bare loop running a prepared `PRAGMA data_version` every 1 ms.
+- Throughput: one notification per autocommit transaction (WAL, synchronous=NORMAL), vs one raw INSERT of the same row per autocommit transaction on a connection with the same settings.";
+
+/// Where the figures come from.
+#[derive(Debug)]
+struct Bench {
+    honker: PathBuf,
+    work: PathBuf,
+    plan: Plan,
+}
+
+/// Latency percentiles of one run, nanoseconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Latency {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+/// Everything measured, one entry per run.
+#[derive(Debug, Default)]
+struct Samples {
+    cross: Vec<Latency>,
+    cross_raw: Vec<Latency>,
+    same: Vec<Latency>,
+    same_raw: Vec<Latency>,
+    idle_parked: Vec<f64>,
+    idle_open: Vec<f64>,
+    idle_raw: Vec<f64>,
+    notify_ops: Vec<f64>,
+    raw_ops: Vec<f64>,
+    cpu_source: &'static str,
+}
+
+impl Bench {
+    fn measure(&self) -> Result<Samples> {
+        let mut s = Samples::default();
+        let runs = self.plan.runs;
+        for run in 0..runs {
+            let tag = format!("run {}/{runs}", run + 1);
+            let flip = run % 2 == 1;
+
+            for raw in order(flip) {
+                let l = self.cross_process(run, raw)?;
+                progress(
+                    &tag,
+                    &format!("cross-process wake{}", suffix(raw)),
+                    &lat(&l),
+                );
+                if raw {
+                    s.cross_raw.push(l);
+                } else {
+                    s.cross.push(l);
+                }
+            }
+            for raw in order(flip) {
+                let l = self.same_process(run, raw)?;
+                progress(&tag, &format!("same-process wake{}", suffix(raw)), &lat(&l));
+                if raw {
+                    s.same_raw.push(l);
+                } else {
+                    s.same.push(l);
+                }
+            }
+            let (parked, open, raw, source) = self.idle(run)?;
+            s.cpu_source = source;
+            progress(
+                &tag,
+                "idle CPU",
+                &format!("parked {parked:.3}%  open {open:.3}%  raw poll {raw:.3}%"),
+            );
+            s.idle_parked.push(parked);
+            s.idle_open.push(open);
+            s.idle_raw.push(raw);
+            for raw in order(flip) {
+                let ops = self.throughput(run, raw)?;
+                progress(
+                    &tag,
+                    &format!("throughput{}", suffix(raw)),
+                    &format!("{ops:.0} ops/s"),
+                );
+                if raw {
+                    s.raw_ops.push(ops);
+                } else {
+                    s.notify_ops.push(ops);
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    fn db(&self, name: &str, run: usize) -> PathBuf {
+        self.work.join(format!("{name}-{run}.db"))
+    }
+
+    fn honker(&self) -> Command {
+        let mut c = Command::new(&self.honker);
+        c.stderr(Stdio::inherit());
+        c
+    }
+
+    /// Create the database (schema included) before any helper touches it.
+    fn fresh_db(&self, name: &str, run: usize) -> Result<PathBuf> {
+        let db = self.db(name, run);
+        let out = self
+            .honker()
+            .arg("migrate")
+            .arg("--db")
+            .arg(&db)
+            .stdout(Stdio::null())
+            .status()?;
+        if !out.success() {
+            bail!("honker migrate --db {} failed", db.display());
+        }
+        Ok(db)
+    }
+
+    fn cross_process(&self, run: usize, raw: bool) -> Result<Latency> {
+        let db = self.fresh_db(if raw { "cross-raw" } else { "cross" }, run)?;
+        let mut cmd = self.honker();
+        cmd.arg("bench-listener")
+            .arg("--db")
+            .arg(&db)
+            .args(["--count", &self.plan.latency_samples.to_string()]);
+        if raw {
+            cmd.arg("--raw");
+        }
+        let mut listener = Helper::spawn(cmd, "bench-listener")?;
+        listener.wait_line("ready")?;
+        let mut publisher = self.honker();
+        publisher
+            .arg("bench-publisher")
+            .arg("--db")
+            .arg(&db)
+            .args(["--count", &(self.plan.latency_samples + 20).to_string()])
+            .args(["--interval-us", &self.plan.cross_interval_us.to_string()]);
+        let mut publisher = Helper::spawn(publisher, "bench-publisher")?;
+        publisher.wait_line("result")?;
+        publisher.finish()?;
+        let line = listener.wait_line("result")?;
+        listener.finish()?;
+        latency_of(&line)
+    }
+
+    fn same_process(&self, run: usize, raw: bool) -> Result<Latency> {
+        let db = self.fresh_db(if raw { "same-raw" } else { "same" }, run)?;
+        let mut cmd = self.honker();
+        cmd.arg("bench-same-process")
+            .arg("--db")
+            .arg(&db)
+            .args(["--count", &self.plan.latency_samples.to_string()])
+            .args(["--interval-us", &self.plan.same_interval_us.to_string()]);
+        if raw {
+            cmd.arg("--raw");
+        }
+        let mut h = Helper::spawn(cmd, "bench-same-process")?;
+        let line = h.wait_line("result")?;
+        h.finish()?;
+        latency_of(&line)
+    }
+
+    /// CPU percent of one core for (parked listener, open db without waiters, raw poll loop).
+    fn idle(&self, run: usize) -> Result<(f64, f64, f64, &'static str)> {
+        let mut helpers = Vec::new();
+        for mode in ["parked", "open", "raw-poll"] {
+            let db = self.fresh_db(&format!("idle-{mode}"), run)?;
+            let mut cmd = self.honker();
+            cmd.arg("bench-idle")
+                .arg("--db")
+                .arg(&db)
+                .args(["--mode", mode]);
+            let mut h = Helper::spawn(cmd, "bench-idle")?;
+            h.wait_line("ready")?;
+            helpers.push(h);
+        }
+        // Let start-up work (schema checks, watcher start) finish before measuring.
+        thread::sleep(Duration::from_secs(1));
+        let mut before = Vec::new();
+        let mut source = "";
+        for h in &helpers {
+            let (ns, src) = cpu_ns(h.child.id())?;
+            before.push(ns);
+            source = src;
+        }
+        let start = Instant::now();
+        thread::sleep(self.plan.idle_window);
+        let mut pct = Vec::new();
+        for (h, b) in helpers.iter().zip(&before) {
+            let (ns, _) = cpu_ns(h.child.id())?;
+            pct.push((ns - b) as f64 / start.elapsed().as_nanos() as f64 * 100.0);
+        }
+        for h in helpers {
+            h.finish()?;
+        }
+        Ok((pct[0], pct[1], pct[2], source))
+    }
+
+    fn throughput(&self, run: usize, raw: bool) -> Result<f64> {
+        let db = self.fresh_db(if raw { "tput-raw" } else { "tput" }, run)?;
+        let mut cmd = self.honker();
+        cmd.arg("bench-throughput")
+            .arg("--db")
+            .arg(&db)
+            .args(["--count", &self.plan.throughput_ops.to_string()])
+            .args(["--mode", if raw { "raw" } else { "notify" }]);
+        let mut h = Helper::spawn(cmd, "bench-throughput")?;
+        let line = h.wait_line("result")?;
+        h.finish()?;
+        field(&line, "ops_per_s")
+    }
+}
+
+fn order(flip: bool) -> [bool; 2] {
+    if flip { [true, false] } else { [false, true] }
+}
+
+fn suffix(raw: bool) -> &'static str {
+    if raw { " (raw baseline)" } else { "" }
+}
+
+fn progress(tag: &str, what: &str, value: &str) {
+    eprintln!("bench: {tag}: {what}: {value}");
+}
+
+fn lat(l: &Latency) -> String {
+    format!(
+        "p50 {}  p90 {}  p99 {}  max {}",
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.max)
+    )
+}
+
+fn ms(ns: f64) -> String {
+    if ns < 100_000.0 {
+        format!("{:.1} us", ns / 1e3)
+    } else {
+        format!("{:.3} ms", ns / 1e6)
+    }
+}
+
+/// A helper process and the lines of its stdout.
+#[derive(Debug)]
+struct Helper {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Helper {
+    fn spawn(mut cmd: Command, name: &'static str) -> Result<Helper> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start honker {name}"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("helper stdout")?;
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Helper {
+            name,
+            child,
+            stdin,
+            lines: rx,
+        })
+    }
+
+    /// The next line starting with `word`, skipping others.
+    fn wait_line(&mut self, word: &str) -> Result<String> {
+        let deadline = Instant::now() + HELPER_DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.split_whitespace().next() == Some(word) => return Ok(line),
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!(
+                        "honker {} printed no `{word}` line within {HELPER_DEADLINE:?}",
+                        self.name
+                    )
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait()?;
+                    bail!(
+                        "honker {} exited ({status}) before printing `{word}`",
+                        self.name
+                    )
+                }
+            }
+        }
+    }
+
+    /// Close stdin (which ends idle helpers) and wait for a successful exit.
+    fn finish(mut self) -> Result<()> {
+        drop(self.stdin.take());
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("honker {} failed ({status})", self.name);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        // Only reached with the child still running when an error cut the run short.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn field(line: &str, key: &str) -> Result<f64> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .with_context(|| format!("no {key}= in {line:?}"))?
+        .parse()
+        .with_context(|| format!("bad {key} in {line:?}"))
+}
+
+fn latency_of(line: &str) -> Result<Latency> {
+    Ok(Latency {
+        p50: field(line, "p50_ns")?,
+        p90: field(line, "p90_ns")?,
+        p99: field(line, "p99_ns")?,
+        max: field(line, "max_ns")?,
+    })
+}
+
+/// Total on-CPU nanoseconds of process `pid`, all threads, and where the figure came from.
+fn cpu_ns(pid: u32) -> Result<(u64, &'static str)> {
+    let tasks = PathBuf::from(format!("/proc/{pid}/task"));
+    let mut total = 0u64;
+    let mut any = false;
+    if let Ok(entries) = std::fs::read_dir(&tasks) {
+        for e in entries.flatten() {
+            let Ok(text) = std::fs::read_to_string(e.path().join("schedstat")) else {
+                continue;
+            };
+            if let Some(ns) = text
+                .split_whitespace()
+                .next()
+                .and_then(|f| f.parse::<u64>().ok())
+            {
+                total += ns;
+                any = true;
+            }
+        }
+    }
+    if any && total > 0 {
+        return Ok((total, "schedstat"));
+    }
+    // utime + stime in clock ticks; 100 per second on every Linux we target (USER_HZ).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
+    let after = stat
+        .rsplit_once(')')
+        .context("unexpected /proc/pid/stat")?
+        .1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).context("no utime")?.parse::<u64>()?
+        + f.get(12).context("no stime")?.parse::<u64>()?;
+    Ok((ticks * 10_000_000, "/proc/pid/stat utime+stime"))
+}
+
+/// One line of the table.
+#[derive(Debug)]
+struct Row {
+    figure: String,
+    value: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    /// `None` for figures without a target.
+    pass: Option<bool>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Picks one percentile out of a run's [`Latency`].
+type Pick = fn(&Latency) -> f64;
+
+fn med(v: &[Latency], f: Pick) -> f64 {
+    median(&v.iter().map(f).collect::<Vec<_>>())
+}
+
+impl Samples {
+    fn table(&self) -> Vec<Row> {
+        let mut rows = Vec::new();
+        let lat_row = |figure: &str, v: f64, b: f64, target_ms: Option<f64>| Row {
+            figure: figure.into(),
+            value: ms(v),
+            baseline: ms(b),
+            ratio: format!("{:.2}x", v / b),
+            target: target_ms.map_or("-".into(), |t| format!("<= {}", ms(t * 1e6))),
+            pass: target_ms.map(|t| v <= t * 1e6),
+        };
+        let fields: [(&str, Pick); 4] = [
+            ("p50", |l| l.p50),
+            ("p90", |l| l.p90),
+            ("p99", |l| l.p99),
+            ("max", |l| l.max),
+        ];
+        for (name, f) in fields {
+            let target = match name {
+                "p50" => Some(0.7),
+                "p99" => Some(2.0),
+                _ => None,
+            };
+            rows.push(lat_row(
+                &format!("cross-process wake {name} (DataVersion 1 ms, commit incl.)"),
+                med(&self.cross, f),
+                med(&self.cross_raw, f),
+                target,
+            ));
+        }
+        for (name, f) in [fields[0], fields[2]] {
+            let target = (name == "p50").then_some(0.05);
+            rows.push(lat_row(
+                &format!("same-process wake {name} (notify + Hub kick)"),
+                med(&self.same, f),
+                med(&self.same_raw, f),
+                target,
+            ));
+        }
+        let raw_idle = median(&self.idle_raw);
+        let parked = median(&self.idle_parked);
+        rows.push(Row {
+            figure: "idle CPU, open db + parked listener".into(),
+            value: format!("{parked:.3}% CPU"),
+            baseline: format!("{raw_idle:.3}% CPU"),
+            ratio: format!("{:.2}x", parked / raw_idle),
+            target: "<= 1.20x".into(),
+            pass: Some(parked <= 1.2 * raw_idle),
+        });
+        let open = median(&self.idle_open);
+        rows.push(Row {
+            figure: "idle CPU, open db + wake source, no waiter".into(),
+            value: format!("{open:.3}% CPU"),
+            baseline: format!("{raw_idle:.3}% CPU"),
+            ratio: format!("{:.2}x", open / raw_idle),
+            target: "~0 (<= 0.05% CPU)".into(),
+            pass: Some(open <= 0.05),
+        });
+        let n = median(&self.notify_ops);
+        let r = median(&self.raw_ops);
+        rows.push(Row {
+            figure: "notify throughput, 1 per transaction".into(),
+            value: format!("{n:.0} ops/s"),
+            baseline: format!("{r:.0} ops/s"),
+            ratio: format!("{:.2}x", n / r),
+            target: ">= 0.80x".into(),
+            pass: Some(n >= 0.8 * r),
+        });
+        rows
+    }
+}
+
+fn render(rows: &[Row]) -> String {
+    let head = ["figure", "value", "baseline", "ratio", "target", "result"];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.figure.clone(),
+                r.value.clone(),
+                r.baseline.clone(),
+                r.ratio.clone(),
+                r.target.clone(),
+                match r.pass {
+                    Some(true) => "pass".into(),
+                    Some(false) => "FAIL".into(),
+                    None => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    let mut width = head.map(str::len);
+    for row in &cells {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: &[String]| {
+        let padded: Vec<String> = cols
+            .iter()
+            .zip(width)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("| {} |", padded.join(" | "))
+    };
+    let mut out = String::new();
+    out.push_str(&line(&head.map(String::from)));
+    out.push('\n');
+    let rule: Vec<String> = width.iter().map(|w| "-".repeat(*w)).collect();
+    out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
+    for row in &cells {
+        out.push_str(&line(row));
+        out.push('\n');
+    }
+    out
+}
+
+fn header(plan: &Plan, s: &Samples) -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let cores = thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "Measured at unix time {secs} on {cores} cores: medians of {} runs; {} latency samples per run \
+         (cross-process sends every ~{} us, same-process every ~{} us); idle window {:?} (CPU from {}); \
+         {} transactions per throughput run.",
+        plan.runs,
+        plan.latency_samples,
+        plan.cross_interval_us,
+        plan.same_interval_us,
+        plan.idle_window,
+        s.cpu_source,
+        plan.throughput_ops
+    )
+}
+
+/// The repository root (the parent of this crate's directory).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the repository root")
+        .to_path_buf()
+}
+
+/// Build the release `honker` binary and return its path.
+fn build_honker(root: &Path) -> Result<PathBuf> {
+    eprintln!("bench: cargo build --release -p honker-cli");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--release", "-p", "honker-cli"])
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build --release -p honker-cli failed ({status})");
+    }
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) => root.join(t),
+        None => root.join("target"),
+    };
+    let bin = target.join("release").join("honker");
+    if !bin.is_file() {
+        bail!("built honker not found at {}", bin.display());
+    }
+    std::io::stderr().flush()?;
+    Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn fields_are_read_from_result_lines() {
+        let l = latency_of("result n=10 p50_ns=600000 p90_ns=900000 p99_ns=1500000 max_ns=2000000")
+            .unwrap();
+        assert_eq!((l.p50, l.p99, l.max), (600_000.0, 1_500_000.0, 2_000_000.0));
+        assert!(field("result n=1", "ops_per_s").is_err());
+    }
+
+    #[test]
+    fn bench_arguments_are_checked() {
+        assert_eq!(Plan::parse(&["--runs".into(), "3".into()]).unwrap().runs, 3);
+        assert!(Plan::parse(&["--runs".into(), "0".into()]).is_err());
+        assert!(Plan::parse(&["--bogus".into()]).is_err());
+    }
+}
