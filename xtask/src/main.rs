@@ -2,6 +2,7 @@
 //!
 //! Arguments are parsed by hand to keep this crate's dependencies few.
 
+mod bench;
 mod ci;
 mod cmd;
 mod ext;
@@ -21,7 +22,8 @@ commands:
   ext                   build the loadable extension (release) and print its path
   fuzz [target] [secs]  run one fuzz target (or all) for `secs` seconds each (default 60)
   tidy                  the repository's house-rule checks (= cargo test -p xtask)
-  bench                 cross-process benchmarks";
+  bench [--runs N] [--quick] [--strict]
+                        cross-process figures, each against a raw baseline";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         "fuzz" => fuzz::run(rest),
+        "bench" => bench::run(rest),
         "tidy" => no_args(command, rest)
             .and_then(|()| cmd::run(cmd::cargo().args(["test", "-p", "xtask"]))),
         "help" | "-h" | "--help" => {
