@@ -19,7 +19,8 @@ usage: cargo xtask <command>
 commands:
   ci                    everything CI checks: fmt, clippy, tests, extension build + smoke test,
                         fuzz targets checked, tidy, honker-wake feature powerset
-  ext                   build the loadable extension (release) and print its path
+  ext [--smoke]         build the loadable extension (release) and print its path;
+                        --smoke also runs the sqlite3 smoke test that ci runs
   fuzz [target] [secs]  run one fuzz target (or all) for `secs` seconds each (default 60)
   tidy                  the repository's house-rule checks (= cargo test -p xtask)
   bench [--runs N] [--quick] [--strict]
@@ -33,11 +34,11 @@ fn main() -> ExitCode {
     };
     let result = match command.as_str() {
         "ci" => no_args(command, rest).and_then(|()| ci::run()),
-        "ext" => no_args(command, rest).and_then(|()| {
-            let so = ext::build()?;
-            println!("{}", so.display());
-            Ok(())
-        }),
+        "ext" => match rest {
+            [] => ext::build().map(|so| println!("{}", so.display())),
+            [flag] if flag == "--smoke" => ext::build().and_then(|so| ext::smoke(&so)),
+            _ => Err(anyhow::anyhow!("usage: cargo xtask ext [--smoke]")),
+        },
         "fuzz" => fuzz::run(rest),
         "bench" => bench::run(rest),
         "tidy" => no_args(command, rest)
