@@ -31,6 +31,10 @@ pub(crate) struct DemoArgs {
     /// Microseconds between notifications in the paced phase.
     #[arg(long, default_value_t = 1500)]
     pace_us: u64,
+    /// For tests of the checks themselves: listener 1 throws away the notification with this
+    /// `seq`, as a lossy system would, so the demo must report it lost and fail.
+    #[arg(long, hide = true)]
+    pub(crate) drop_seq: Option<u64>,
 }
 
 /// The outcome of one demo section.
@@ -102,6 +106,8 @@ impl Drop for Children {
 pub(crate) struct Progress {
     tty: bool,
     drawn: bool,
+    /// Off a terminal, a line equal to the last one is not repeated.
+    last: String,
 }
 
 impl Progress {
@@ -109,6 +115,7 @@ impl Progress {
         Progress {
             tty: std::io::stderr().is_terminal(),
             drawn: false,
+            last: String::new(),
         }
     }
 
@@ -117,8 +124,9 @@ impl Progress {
         if self.tty {
             eprint!("\r\x1b[2K{line}");
             self.drawn = true;
-        } else {
+        } else if line != self.last {
             eprintln!("{line}");
+            self.last = line.to_owned();
         }
     }
 

@@ -10,7 +10,11 @@
 //! the commit is included); each listener subtracts it from its own receive time.
 //!
 //! A listener process talks to the demo over stdout, one line each: `ready <last_id>`,
-//! `progress <received>`, and finally `report <json>`.
+//! `progress <received>`, and finally `report <json>`. The demo tells it on stdin, once
+//! everything is sent, `done <id>`: the id of the last notification on its channel. A listener
+//! that has been handed that id has been handed everything, so it reports at once instead of
+//! waiting for a timeout, and whatever it lacks then is lost. When its stdin closes (the demo
+//! is gone) it exits.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -51,6 +55,9 @@ pub(crate) struct ListenerArgs {
     /// Give up (and report what arrived) after this many milliseconds.
     #[arg(long)]
     timeout_ms: u64,
+    /// Throw away the notification with this `seq` (see `honker demo --drop-seq`).
+    #[arg(long)]
+    drop_seq: Option<u64>,
 }
 
 /// What one listener process saw.
@@ -119,20 +126,28 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<PubSu
     let exe = std::env::current_exe().context("cannot find the honker executable")?;
     let (tx, rx) = mpsc::channel();
     let mut children = Children::default();
+    let mut stdins = Vec::new();
     for (idx, t) in tracked.iter().enumerate() {
-        let mut child = Command::new(&exe)
-            .arg("demo-listener")
+        let mut cmd = Command::new(&exe);
+        cmd.arg("demo-listener")
             .arg("--db")
             .arg(db)
             .args(["--channel", t.channel])
             .args(["--expect", &t.expect.to_string()])
-            .args(["--timeout-ms", &timeout_ms.to_string()])
-            .stdin(Stdio::null())
+            .args(["--timeout-ms", &timeout_ms.to_string()]);
+        if let (0, Some(seq)) = (idx, args.drop_seq) {
+            cmd.args(["--drop-seq", &seq.to_string()]);
+        }
+        // The child's stdin stays open as long as the demo runs: a listener whose stdin closes
+        // knows the demo is gone and exits, so none outlives a killed demo.
+        let mut child = cmd
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("cannot start {}", t.name))?;
         let stdout = child.stdout.take().context("listener stdout")?;
+        stdins.push(child.stdin.take().context("listener stdin")?);
         children.0.push(child);
         let tx = tx.clone();
         thread::spawn(move || read_listener(idx, stdout, &tx));
@@ -164,6 +179,7 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<PubSu
     let mut burst_start_ns = 0;
     let mut paced_start = Instant::now();
     let pace = Duration::from_micros(args.pace_us);
+    let mut last_demo_id = 0;
     for seq in 0..args.count {
         let paced = seq >= burst;
         if seq == burst {
@@ -183,7 +199,7 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<PubSu
         }
         let phase = if paced { "paced" } else { "burst" };
         let payload = json!({ "seq": seq, "phase": phase, "sent_ns": sent_ns }).to_string();
-        honker_stream::notify(conn, CHANNEL, &payload)
+        last_demo_id = honker_stream::notify(conn, CHANNEL, &payload)
             .with_context(|| format!("publishing notification {seq}"))?;
         if Instant::now() >= next_progress {
             next_progress += PROGRESS_EVERY;
@@ -195,7 +211,17 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<PubSu
         burst_commit = burst_start.elapsed();
     }
     let payload = json!({ "seq": 0, "phase": "quiet", "sent_ns": now_ns() }).to_string();
-    honker_stream::notify(conn, QUIET, &payload).context("publishing on the quiet channel")?;
+    let last_quiet_id =
+        honker_stream::notify(conn, QUIET, &payload).context("publishing on the quiet channel")?;
+    for (t, stdin) in tracked.iter().zip(&mut stdins) {
+        let id = if t.channel == QUIET {
+            last_quiet_id
+        } else {
+            last_demo_id
+        };
+        // A listener that already exited is reported as such below.
+        let _ = writeln!(stdin, "done {id}").and_then(|()| stdin.flush());
+    }
 
     // Collect every report.
     let report_by = Instant::now() + REPORT_DEADLINE;
@@ -216,6 +242,7 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<PubSu
     }
     progress.show(&progress_line(args.count, args.count, &tracked));
     progress.finish();
+    drop(stdins);
     drop(children);
 
     let mut latencies: Vec<i64> = tracked
@@ -396,6 +423,19 @@ impl Section for PubSub {
 
 /// The hidden `honker demo-listener` process.
 pub(crate) fn listener_child(args: &ListenerArgs) -> Result<std::process::ExitCode> {
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if let Some(id) = line
+                .strip_prefix("done ")
+                .and_then(|i| i.trim().parse::<i64>().ok())
+            {
+                let _ = done_tx.send(id);
+            }
+        }
+        // The demo is gone: nobody will read a report.
+        std::process::exit(3);
+    });
     let mut listener = crate::commands::listener(&args.db, &args.channel)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready {}", listener.last_id())?;
@@ -410,10 +450,12 @@ pub(crate) fn listener_child(args: &ListenerArgs) -> Result<std::process::ExitCo
     let mut last_id = listener.last_id();
     let mut next_seq = 0u64;
     let mut next_progress = Instant::now() + PROGRESS_EVERY;
+    let mut final_id = None;
     let mut draining_until = None;
     loop {
         let wait_until = draining_until.unwrap_or_else(|| next_progress.min(deadline));
         match listener.recv(Some(wait_until))? {
+            Some(n) if is_dropped(&n, args.drop_seq) => {}
             Some(n) => {
                 let recv_ns = now_ns();
                 r.received += 1;
@@ -446,7 +488,13 @@ pub(crate) fn listener_child(args: &ListenerArgs) -> Result<std::process::ExitCo
             None => {}
         }
         r.distinct = seen.len() as u64;
-        if r.distinct >= args.expect && draining_until.is_none() {
+        if final_id.is_none() {
+            final_id = done_rx.try_recv().ok();
+        }
+        // Everything arrived, or everything committed was handed over (what is missing then is
+        // lost): keep reading a moment for duplicates and strays, then report.
+        let handed_all = final_id.is_some_and(|f| listener.last_id() >= f);
+        if draining_until.is_none() && (r.distinct >= args.expect || handed_all) {
             draining_until = Some(Instant::now() + DRAIN);
         }
         if Instant::now() >= next_progress {
@@ -459,4 +507,12 @@ pub(crate) fn listener_child(args: &ListenerArgs) -> Result<std::process::ExitCo
     writeln!(out, "report {}", serde_json::to_string(&r)?)?;
     out.flush()?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Whether `n` is the notification `--drop-seq` names.
+fn is_dropped(n: &honker_stream::Notification, drop_seq: Option<u64>) -> bool {
+    drop_seq.is_some_and(|d| {
+        serde_json::from_str::<serde_json::Value>(&n.payload)
+            .is_ok_and(|p| p["seq"].as_u64() == Some(d) && p["phase"] != "quiet")
+    })
 }

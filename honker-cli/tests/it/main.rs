@@ -94,6 +94,36 @@ fn demo_on_a_fresh_db_loses_nothing_and_can_run_again() {
     assert_eq!(check, "ok");
 }
 
+#[test]
+fn demo_fails_and_says_so_when_a_listener_loses_a_notification() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lossy.db");
+    let out = run(&[
+        "demo",
+        "--db",
+        path_str(&db),
+        "--listeners",
+        "2",
+        "--count",
+        "40",
+        "--pace-us",
+        "300",
+        "--drop-seq",
+        "25",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "a lossy demo exited 0:\n{stdout}");
+    for want in [
+        "lost: 1 ",
+        "listener 1: 39",
+        "listener 2: 40",
+        "result: FAILED",
+    ] {
+        assert!(stdout.contains(want), "no {want:?} in\n{stdout}");
+    }
+    assert!(!stdout.contains("exactly once"), "{stdout}");
+}
+
 /// Lines of a child's pipe, delivered over a channel so the test can wait with a deadline.
 fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
