@@ -1,0 +1,225 @@
+//! The pub/sub SQL functions: `honker_notify` (alias `notify`), `honker_listen`,
+//! `honker_listen_wait` and `honker_notify_prune`.
+//!
+//! Errors read `honker: <code>: <message>`; `SQLITE_BUSY` passes through untouched. Every
+//! function checks all its arguments before it writes, so a refused call writes nothing.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use honker_core::sql::{
+    arg_i64, arg_non_negative, arg_opt_text, arg_text, context_connection, option_u64,
+    parse_options,
+};
+use honker_core::{SystemClock, WakeProvider, WakeSource};
+use rusqlite::Connection;
+use rusqlite::functions::{Context, FunctionFlags};
+
+use crate::error::{Error, Result};
+use crate::notify::{Notification, insert, listen};
+use crate::retention::{Retention, prune_with_clock, retention};
+
+const PRUNE_OPTIONS: &[&str] = &["max_age_ms", "max_rows"];
+const PRUNE_OPTIONS_LIST: &str = "max_age_ms, max_rows";
+
+/// Register the pub/sub SQL functions on `conn`.
+///
+/// - `honker_notify(channel, payload)` and its alias `notify(channel, payload)` -> the new id.
+///   In autocommit the notification commits with the calling statement; inside `BEGIN` it is
+///   part of that transaction. Usable from triggers.
+/// - `honker_listen(channel, after_id, limit)` -> JSON array text
+///   `[{"id":..,"channel":..,"payload":<the payload, embedded as JSON>,"created_ms":..}]`.
+/// - `honker_listen_wait(channel, after_id, limit, timeout_ms)` -> the same array, blocking
+///   until at least one notification is there or `timeout_ms` passes (`[]`). It refuses to run
+///   inside an open transaction (`wait.in_transaction`) and holds no read transaction while it
+///   blocks, as long as the calling statement reads no table itself. It sleeps on
+///   `wakes.wake_for(db_file)`, kept for the life of the connection.
+/// - `honker_notify_prune([options])` with options `{"max_age_ms":..,"max_rows":..}` (missing
+///   keys use the stored [`retention`](crate::retention())) -> rows deleted.
+///
+/// # Errors
+///
+/// SQLite's error when a function cannot be registered.
+pub fn register(conn: &Connection, wakes: Arc<dyn WakeProvider>) -> rusqlite::Result<()> {
+    for name in ["honker_notify", "notify"] {
+        conn.create_scalar_function(name, 2, FunctionFlags::SQLITE_UTF8, |ctx| {
+            let channel = arg_text(ctx, 0, "channel")?;
+            let payload = arg_text(ctx, 1, "payload")?;
+            let conn = context_connection(ctx)?;
+            Ok(insert(&conn, &SystemClock, &channel, &payload)?)
+        })?;
+    }
+    conn.create_scalar_function("honker_listen", 3, FunctionFlags::SQLITE_UTF8, |ctx| {
+        let channel = arg_text(ctx, 0, "channel")?;
+        let after_id = arg_i64(ctx, 1, "after_id")?;
+        let limit = arg_non_negative(ctx, 2, "limit")?;
+        let conn = context_connection(ctx)?;
+        let rows = listen(&conn, &channel, after_id, to_usize(limit))?;
+        Ok(json_array(&rows))
+    })?;
+    let cache = WakeCache {
+        wakes,
+        source: Mutex::new(None),
+    };
+    conn.create_scalar_function(
+        "honker_listen_wait",
+        4,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
+        move |ctx| listen_wait(ctx, &cache),
+    )?;
+    for n_arg in [0, 1] {
+        conn.create_scalar_function(
+            "honker_notify_prune",
+            n_arg,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
+            |ctx| {
+                let options = arg_opt_text(ctx, 0, "options")?;
+                let conn = context_connection(ctx)?;
+                Ok(prune_from_options(&conn, options.as_deref())?)
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn to_usize(v: i64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+fn prune_from_options(conn: &Connection, options: Option<&str>) -> Result<i64> {
+    let map = parse_options(options, PRUNE_OPTIONS, PRUNE_OPTIONS_LIST)?;
+    let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let given_age = option_u64(&map, "max_age_ms")?.map(as_i64);
+    let given_rows = option_u64(&map, "max_rows")?.map(as_i64);
+    let r = match (given_age, given_rows) {
+        (Some(max_age_ms), Some(max_rows)) => Retention {
+            max_age_ms,
+            max_rows,
+        },
+        _ => {
+            let stored = retention(conn)?;
+            Retention {
+                max_age_ms: given_age.unwrap_or(stored.max_age_ms),
+                max_rows: given_rows.unwrap_or(stored.max_rows),
+            }
+        }
+    };
+    let deleted = prune_with_clock(conn, &r, &SystemClock)?;
+    Ok(i64::try_from(deleted).unwrap_or(i64::MAX))
+}
+
+/// The wake source of the connection's file, asked for once and kept while it works.
+#[derive(Debug)]
+struct WakeCache {
+    wakes: Arc<dyn WakeProvider>,
+    source: Mutex<Option<(PathBuf, Arc<dyn WakeSource>)>>,
+}
+
+impl WakeCache {
+    fn get(&self, path: PathBuf) -> Result<Arc<dyn WakeSource>> {
+        let mut slot = self.source.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((p, s)) = slot.as_ref() {
+            if *p == path {
+                return Ok(s.clone());
+            }
+        }
+        let source = self.wakes.wake_for(&path)?;
+        *slot = Some((path, source.clone()));
+        Ok(source)
+    }
+
+    fn forget(&self) {
+        *self.source.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+fn listen_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> {
+    let channel = arg_text(ctx, 0, "channel")?;
+    let after_id = arg_i64(ctx, 1, "after_id")?;
+    let limit = arg_non_negative(ctx, 2, "limit")?;
+    let timeout_ms = arg_non_negative(ctx, 3, "timeout_ms")?;
+    if limit == 0 {
+        return Err(honker_core::Error::InvalidArgument {
+            name: "limit",
+            reason: "must be >= 1 for a wait".into(),
+        }
+        .into());
+    }
+    let conn = context_connection(ctx)?;
+    honker_core::ensure_no_transaction(&conn).map_err(Error::from)?;
+    let source = cache.get(honker_core::db_file(&conn).map_err(Error::from)?)?;
+    let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
+    loop {
+        // DESIGN §2: sample, then look with a fresh statement, then sleep past the sample.
+        let seen = source.epoch();
+        let rows = listen(&conn, &channel, after_id, to_usize(limit))?;
+        if !rows.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(json_array(&rows));
+        }
+        if let Err(e) = source.wait_past(seen, deadline) {
+            cache.forget();
+            return Err(Error::from(e).into());
+        }
+    }
+}
+
+/// `[{"id":..,"channel":..,"payload":<embedded JSON>,"created_ms":..}, ...]`.
+fn json_array(rows: &[Notification]) -> String {
+    let mut out = String::from("[");
+    for (i, n) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let channel = serde_json::Value::String(n.channel.clone());
+        // Payloads are checked on the way in; a row written around honker that is not JSON is
+        // embedded as a JSON string so the array stays valid.
+        let payload = if honker_core::payload::check_json(&n.payload, usize::MAX).is_ok() {
+            n.payload.trim().to_owned()
+        } else {
+            serde_json::Value::String(n.payload.clone()).to_string()
+        };
+        let _ = write!(
+            out,
+            r#"{{"id":{},"channel":{},"payload":{},"created_ms":{}}}"#,
+            n.id,
+            channel,
+            payload,
+            n.created.get()
+        );
+    }
+    out.push(']');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use honker_core::Millis;
+
+    #[test]
+    fn json_array_embeds_payloads_and_escapes_channels() {
+        let rows = [
+            Notification {
+                id: 1,
+                channel: "a\"b".into(),
+                payload: " {\"k\": [1, 2]} ".into(),
+                created: Millis(5),
+            },
+            Notification {
+                id: 2,
+                channel: "c".into(),
+                payload: "not json".into(),
+                created: Millis(6),
+            },
+        ];
+        let text = json_array(&rows);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v[0]["channel"], "a\"b");
+        assert_eq!(v[0]["payload"]["k"][1], 2);
+        assert_eq!(v[0]["created_ms"], 5);
+        assert_eq!(v[1]["payload"], "not json");
+        assert_eq!(json_array(&[]), "[]");
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of honker-stream's pub/sub: one test binary, one module per concern.
+
+mod basic;
+mod multiprocess;
+mod resources;
+mod retention;
+mod sql;
+mod util;

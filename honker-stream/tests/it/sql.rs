@@ -1,0 +1,323 @@
+//! The SQL functions, through a bundled rusqlite connection.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread;
+
+use honker_core::{ManualWake, WakeError, WakeProvider, WakeSource};
+use rusqlite::Connection;
+use serde_json::Value;
+
+use crate::util::{TempDb, count};
+
+/// A provider that hands out one `ManualWake` for every file.
+#[derive(Debug, Clone, Default)]
+struct Manual(ManualWake);
+
+impl WakeProvider for Manual {
+    fn wake_for(&self, _db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
+        Ok(Arc::new(self.0.clone()))
+    }
+}
+
+fn sql_conn(db: &TempDb, wakes: Arc<dyn WakeProvider>) -> Connection {
+    let conn = db.open();
+    honker_core::sql::register(&conn).unwrap();
+    honker_stream::sql::register(&conn, wakes).unwrap();
+    conn
+}
+
+fn text(conn: &Connection, sql: &str) -> String {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn int(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn json(conn: &Connection, sql: &str) -> Value {
+    serde_json::from_str(&text(conn, sql)).unwrap()
+}
+
+/// The `honker: <code>` of the error `sql` raises.
+fn code(conn: &Connection, sql: &str) -> String {
+    let e = conn
+        .query_row(sql, [], |r| r.get::<_, rusqlite::types::Value>(0))
+        .unwrap_err()
+        .to_string();
+    let rest = e
+        .strip_prefix("honker: ")
+        .unwrap_or_else(|| panic!("{sql}: not a honker error: {e}"));
+    rest.split(':').next().unwrap().to_string()
+}
+
+#[test]
+fn notify_and_listen_round_trip_with_embedded_payloads() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let a = int(&conn, r#"SELECT honker_notify('c', '{"k": [1, "x"]}')"#);
+    let b = int(&conn, "SELECT notify('c', '\"s\"')");
+    let _ = int(&conn, "SELECT notify('other', 'null')");
+    assert!(b > a);
+    let v = json(&conn, "SELECT honker_listen('c', 0, 10)");
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["id"], a);
+    assert_eq!(rows[0]["channel"], "c");
+    assert_eq!(rows[0]["payload"]["k"][1], "x");
+    assert!(rows[0]["created_ms"].as_i64().unwrap() > 1_577_836_800_000);
+    assert_eq!(rows[1]["payload"], "s");
+    let v = json(&conn, &format!("SELECT honker_listen('c', {a}, 10)"));
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(&conn, "SELECT honker_listen('c', 0, 1)")
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(text(&conn, "SELECT honker_listen('none', 0, 10)"), "[]");
+    // Committed in autocommit: another connection sees them.
+    assert_eq!(count(&db.open()), 3);
+}
+
+#[test]
+fn bad_arguments_are_typed_errors_and_write_nothing() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let big = format!("'\"{}\"'", "x".repeat(1024 * 1024));
+    let cases = [
+        ("SELECT honker_notify(1, '{}')", "arg.invalid"),
+        ("SELECT honker_notify(NULL, '{}')", "arg.invalid"),
+        ("SELECT honker_notify('c', 1)", "arg.invalid"),
+        ("SELECT honker_notify('c', x'7b7d')", "arg.invalid"),
+        ("SELECT notify('c', NULL)", "arg.invalid"),
+        ("SELECT honker_notify('c', 'not json')", "payload.not_json"),
+        ("SELECT honker_notify('c', '')", "payload.not_json"),
+        (
+            &format!("SELECT honker_notify('c', {big})"),
+            "payload.too_large",
+        ),
+        ("SELECT honker_notify('', '{}')", "notify.bad_channel"),
+        ("SELECT honker_listen('c', 'x', 1)", "arg.invalid"),
+        ("SELECT honker_listen('c', 0, -1)", "arg.invalid"),
+        ("SELECT honker_listen('c', 0.5, 1)", "arg.invalid"),
+        ("SELECT honker_listen(1, 0, 1)", "arg.invalid"),
+        ("SELECT honker_listen_wait('c', 0, 1, -1)", "arg.invalid"),
+        ("SELECT honker_listen_wait('c', 0, 0, 10)", "arg.invalid"),
+        (
+            "SELECT honker_notify_prune('{\"max_rows\": 1, \"x\": 2}')",
+            "options.unknown",
+        ),
+        ("SELECT honker_notify_prune('[1]')", "arg.invalid"),
+        (
+            "SELECT honker_notify_prune('{\"max_rows\": -1}')",
+            "arg.invalid",
+        ),
+        ("SELECT honker_notify_prune(5)", "arg.invalid"),
+    ];
+    int(&conn, "SELECT honker_notify('keep', '1')");
+    for (sql, want) in cases {
+        assert_eq!(code(&conn, sql), want, "{sql}");
+        // Same inside a transaction, which stays usable.
+        conn.execute_batch("BEGIN").unwrap();
+        if !sql.contains("listen_wait") {
+            assert_eq!(code(&conn, sql), want, "{sql} in BEGIN");
+        }
+        conn.execute_batch("ROLLBACK").unwrap();
+    }
+    assert_eq!(count(&conn), 1);
+    assert_eq!(honker_stream::latest_id(&conn).unwrap(), 1);
+}
+
+#[test]
+fn notify_in_a_rolled_back_transaction_is_gone() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    conn.execute_batch("BEGIN; SELECT honker_notify('c', '1'); SELECT notify('c', '2'); ROLLBACK;")
+        .unwrap();
+    assert_eq!(count(&conn), 0);
+    conn.execute_batch("BEGIN; SELECT honker_notify('c', '1'); COMMIT;")
+        .unwrap();
+    assert_eq!(count(&db.open()), 1);
+}
+
+#[test]
+fn a_failing_autocommit_notify_statement_writes_nothing() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    // The bad call is refused before its INSERT; the good one in the same statement was written
+    // by a nested statement of its own, so check what autocommit gives for the whole statement.
+    assert_eq!(
+        code(&conn, "SELECT honker_notify('c', 'bad')"),
+        "payload.not_json"
+    );
+    assert_eq!(count(&conn), 0);
+    let id = int(&conn, "SELECT honker_notify('c', '1')");
+    // Committed when the statement ended: visible to a fresh connection, write lock free.
+    let other = db.open();
+    assert_eq!(count(&other), 1);
+    other.execute_batch("BEGIN IMMEDIATE; COMMIT").unwrap();
+    assert_eq!(honker_stream::latest_id(&other).unwrap(), id);
+}
+
+#[test]
+fn notify_from_a_trigger_follows_the_triggering_transaction() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    conn.execute_batch(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT NOT NULL);
+         CREATE TRIGGER orders_notify AFTER INSERT ON orders BEGIN
+             SELECT honker_notify('orders', json_object('id', NEW.id, 'item', NEW.item));
+         END;",
+    )
+    .unwrap();
+    conn.execute_batch("BEGIN; INSERT INTO orders (item) VALUES ('a'); ROLLBACK;")
+        .unwrap();
+    assert_eq!(count(&conn), 0);
+    conn.execute("INSERT INTO orders (item) VALUES ('b')", [])
+        .unwrap();
+    let v = json(&conn, "SELECT honker_listen('orders', 0, 10)");
+    assert_eq!(v[0]["payload"]["item"], "b");
+    // A trigger whose notify fails aborts the triggering INSERT too.
+    conn.execute_batch(
+        "CREATE TRIGGER orders_bad AFTER INSERT ON orders WHEN NEW.item = 'bad' BEGIN
+             SELECT honker_notify('', '{}');
+         END;",
+    )
+    .unwrap();
+    let e = conn
+        .execute("INSERT INTO orders (item) VALUES ('bad')", [])
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with("honker: notify.bad_channel: "),
+        "{e}"
+    );
+    assert_eq!(int(&conn, "SELECT count(*) FROM orders"), 1);
+    assert_eq!(count(&conn), 1);
+}
+
+#[test]
+fn prune_by_options_and_by_stored_policy() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    for _ in 0..10 {
+        int(&conn, "SELECT honker_notify('c', '1')");
+    }
+    assert_eq!(
+        int(&conn, r#"SELECT honker_notify_prune('{"max_rows": 6}')"#),
+        4
+    );
+    assert_eq!(int(&conn, "SELECT honker_notify_prune()"), 0);
+    assert_eq!(int(&conn, "SELECT honker_notify_prune(NULL)"), 0);
+    honker_stream::set_retention(
+        &conn,
+        &honker_stream::Retention {
+            max_age_ms: 3_600_000,
+            max_rows: 2,
+        },
+    )
+    .unwrap();
+    assert_eq!(int(&conn, "SELECT honker_notify_prune('{}')"), 4);
+    assert_eq!(
+        int(
+            &conn,
+            r#"SELECT honker_notify_prune('{"max_age_ms": 3600000, "max_rows": 0}')"#
+        ),
+        2
+    );
+    assert_eq!(count(&conn), 0);
+    assert_eq!(int(&conn, "SELECT honker_notify('c', '1')"), 11);
+}
+
+#[test]
+fn listen_wait_is_refused_inside_a_transaction() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    conn.execute_batch("BEGIN").unwrap();
+    assert_eq!(
+        code(&conn, "SELECT honker_listen_wait('c', 0, 10, 10)"),
+        "wait.in_transaction"
+    );
+    conn.execute_batch("ROLLBACK").unwrap();
+}
+
+#[test]
+fn listen_wait_returns_empty_at_timeout_and_at_once_when_rows_exist() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    assert_eq!(
+        text(&conn, "SELECT honker_listen_wait('c', 0, 10, 20)"),
+        "[]"
+    );
+    let id = int(&conn, "SELECT honker_notify('c', '{\"a\":1}')");
+    // A long timeout: rows already there return without waiting.
+    let v = json(&conn, "SELECT honker_listen_wait('c', 0, 10, 600000)");
+    assert_eq!(v[0]["id"], id);
+    assert_eq!(v[0]["payload"]["a"], 1);
+}
+
+#[test]
+fn listen_wait_is_woken_by_a_notify_from_another_connection() {
+    let db = TempDb::new();
+    let manual = Manual::default();
+    let conn = sql_conn(&db, Arc::new(manual.clone()));
+    let writer = sql_conn(&db, Arc::new(manual.clone()));
+    let waiter = thread::spawn(move || {
+        let v: String = conn
+            .query_row("SELECT honker_listen_wait('c', 0, 10, 30000)", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        (v, conn)
+    });
+    while manual.0.waiters() == 0 {
+        thread::yield_now();
+    }
+    // Blocked without a read transaction: a checkpoint can truncate the WAL meanwhile.
+    let id = int(&writer, "SELECT honker_notify('c', '[true]')");
+    let (busy, _, _): (i64, i64, i64) = writer
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(busy, 0, "a reader pinned the WAL while blocked");
+    manual.0.kick();
+    let (v, _conn) = waiter.join().unwrap();
+    let v: Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v[0]["id"], id);
+    assert_eq!(v[0]["payload"], serde_json::json!([true]));
+}
+
+#[test]
+fn notifies_in_one_writing_statement_are_all_or_nothing() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    conn.execute_batch("CREATE TABLE sent (id INTEGER)")
+        .unwrap();
+    let e = conn
+        .execute(
+            "INSERT INTO sent SELECT honker_notify('c', column1) FROM (VALUES ('1'), ('2'), ('bad'))",
+            [],
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with("honker: payload.not_json: "),
+        "{e}"
+    );
+    assert_eq!(count(&db.open()), 0);
+    assert_eq!(int(&conn, "SELECT count(*) FROM sent"), 0);
+    conn.execute(
+        "INSERT INTO sent SELECT honker_notify('c', column1) FROM (VALUES ('1'), ('2'))",
+        [],
+    )
+    .unwrap();
+    assert_eq!(count(&db.open()), 2);
+    assert_eq!(
+        int(
+            &conn,
+            "SELECT count(*) FROM sent JOIN honker_notifications USING (id)"
+        ),
+        2
+    );
+}
