@@ -9,24 +9,36 @@ use crate::{cmd, ext, metadata};
 
 type StepFn = fn() -> anyhow::Result<()>;
 
-/// The steps, in the order they run: cheap checks first so a typo fails in seconds.
-const STEPS: &[(&str, StepFn)] = &[
-    ("fmt", fmt),
-    ("clippy (workspace)", clippy_workspace),
-    ("clippy (honker-ext)", clippy_ext),
-    ("tests", tests),
-    ("extension build + sqlite3 smoke test", extension),
-    ("fuzz targets (cargo check)", fuzz_check),
-    ("tidy", tidy),
-    ("honker-wake feature powerset", wake_powerset),
+/// The steps, in the order they run (key, title, step): cheap checks first so a typo fails in
+/// seconds. `cargo xtask ci <key>...` runs only the named ones.
+const STEPS: &[(&str, &str, StepFn)] = &[
+    ("fmt", "fmt", fmt),
+    ("clippy", "clippy (workspace)", clippy_workspace),
+    ("clippy-ext", "clippy (honker-ext)", clippy_ext),
+    ("tests", "tests", tests),
+    ("ext", "extension build + sqlite3 smoke test", extension),
+    ("fuzz", "fuzz targets (cargo check)", fuzz_check),
+    ("tidy", "tidy", tidy),
+    ("powerset", "honker-wake feature powerset", wake_powerset),
 ];
 
-/// Run every step; stop at the first failure.
-pub(crate) fn run() -> anyhow::Result<()> {
+/// Run every step (or the ones named in `only`); stop at the first failure.
+pub(crate) fn run(only: &[String]) -> anyhow::Result<()> {
+    if let Some(unknown) = only
+        .iter()
+        .find(|k| !STEPS.iter().any(|(key, _, _)| key == k))
+    {
+        let keys: Vec<&str> = STEPS.iter().map(|(key, _, _)| *key).collect();
+        anyhow::bail!("no ci step `{unknown}`; the steps are: {}", keys.join(", "));
+    }
+    let steps: Vec<_> = STEPS
+        .iter()
+        .filter(|(key, _, _)| only.is_empty() || only.iter().any(|k| k == key))
+        .collect();
     let start = Instant::now();
     let mut times: Vec<(&str, Duration)> = Vec::new();
-    for (i, (name, step)) in STEPS.iter().enumerate() {
-        println!("\n==> [{}/{}] {name}", i + 1, STEPS.len());
+    for (i, (_, name, step)) in steps.iter().enumerate() {
+        println!("\n==> [{}/{}] {name}", i + 1, steps.len());
         let t = Instant::now();
         let result = step();
         times.push((name, t.elapsed()));
@@ -36,7 +48,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         }
     }
     summary(&times, start.elapsed(), None);
-    println!("ci: all {} steps passed", STEPS.len());
+    println!("ci: all {} steps passed", steps.len());
     Ok(())
 }
 

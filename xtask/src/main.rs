@@ -17,8 +17,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci                    everything CI checks: fmt, clippy, tests, extension build + smoke test,
-                        fuzz targets checked, tidy, honker-wake feature powerset
+  ci [step...]          everything CI checks, in order: fmt, clippy, clippy-ext, tests,
+                        ext (build + sqlite3 smoke test), fuzz (targets checked), tidy,
+                        powerset (honker-wake features); name steps to run only those
   ext [--smoke]         build the loadable extension (release) and print its path;
                         --smoke also runs the sqlite3 smoke test that ci runs
   fuzz [target] [secs]  run one fuzz target (or all) for `secs` seconds each (default 60)
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let result = match command.as_str() {
-        "ci" => no_args(command, rest).and_then(|()| ci::run()),
+        "ci" => ci::run(rest),
         "ext" => match rest {
             [] => ext::build().map(|so| println!("{}", so.display())),
             [flag] if flag == "--smoke" => ext::build().and_then(|so| ext::smoke(&so)),
