@@ -1,6 +1,7 @@
 //! Integration tests of honker-stream's pub/sub: one test binary, one module per concern.
 
 mod basic;
+mod model;
 mod multiprocess;
 mod resources;
 mod retention;

@@ -321,3 +321,55 @@ fn notifies_in_one_writing_statement_are_all_or_nothing() {
         2
     );
 }
+
+/// The process-wide Hub of honker-wake, as the extension uses it.
+#[derive(Debug)]
+struct GlobalHub;
+
+impl WakeProvider for GlobalHub {
+    fn wake_for(&self, db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
+        honker_wake::Hub::global().pinned(db_path)
+    }
+}
+
+fn hub_conn(db: &TempDb) -> Connection {
+    let conn = sql_conn(db, Arc::new(GlobalHub));
+    honker_wake::sql::register(&conn).unwrap();
+    conn
+}
+
+#[test]
+fn listen_wait_wakes_on_a_sql_notify_through_the_real_watcher() {
+    let db = TempDb::new();
+    let mut waiter_conn = hub_conn(&db);
+    let writer = hub_conn(&db);
+    for round in 0..20 {
+        let after = honker_stream::latest_id(&writer).unwrap();
+        let waiter = thread::spawn(move || {
+            let v: String = waiter_conn
+                .query_row(
+                    "SELECT honker_listen_wait('c', ?1, 10, 30000)",
+                    [after],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            (v, waiter_conn)
+        });
+        // On odd rounds give the waiter a moment to block, so both orders are exercised (notify
+        // before the look, notify during the wait). Delivery does not depend on it.
+        if round % 2 == 1 {
+            thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // No kick: a notify from SQL is seen by the watcher polling data_version.
+        let id = int(
+            &writer,
+            &format!("SELECT honker_notify('c', '{{\"round\":{round}}}')"),
+        );
+        let (v, conn) = waiter.join().unwrap();
+        waiter_conn = conn;
+        let v: Value = serde_json::from_str(&v).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v[0]["id"], id);
+        assert_eq!(v[0]["payload"]["round"], round);
+    }
+}
