@@ -9,7 +9,8 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -152,7 +153,7 @@ fn latency(payload: &str, recv_ns: i64) -> Result<i64> {
 fn report(mut samples: Vec<i64>, warmup: usize) -> Result<ExitCode> {
     let mut measured = samples.split_off(warmup.min(samples.len()));
     let s = Summary::of(&mut measured).context("no samples")?;
-    say(&format!("result {}", s.kv()))?;
+    say(&format!("result {}", s.kv("")))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -243,14 +244,49 @@ fn bench_publisher(a: &PublisherArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// When each notification's commit finished, by `seq` (0 = not yet), shared by the publisher
+/// and listener threads of the same-process bench.
+type CommitTimes = Arc<Vec<AtomicI64>>;
+
+/// Latency from commit to receipt of notification `seq`, waiting for the publisher to record
+/// its commit time if the listener got there first (then the latency is 0).
+fn since_commit(commits: &CommitTimes, seq: usize, recv_ns: i64) -> i64 {
+    loop {
+        let c = commits[seq].load(Ordering::Acquire);
+        if c != 0 {
+            return (recv_ns - c).max(0);
+        }
+        thread::yield_now();
+    }
+}
+
+/// `(send-to-receive, commit-to-receive)` of one received payload.
+fn both(payload: &str, recv_ns: i64, commits: &CommitTimes) -> Result<(i64, i64)> {
+    let v: serde_json::Value = serde_json::from_str(payload)?;
+    let sent = v["sent_ns"].as_i64().context("payload without sent_ns")?;
+    let seq = v["seq"].as_u64().context("payload without seq")?;
+    let seq = usize::try_from(seq)?;
+    Ok((recv_ns - sent, since_commit(commits, seq, recv_ns)))
+}
+
+/// Publisher and listener threads in one process. Two latencies per notification: from before
+/// the write (commit included, as cross-process) and from the end of the commit (the wake
+/// itself: the Hub kick, the listener thread waking and its SELECT).
+///
+/// The publisher writes each notification with `notify()` inside its own short transaction and
+/// calls `kick_after_commit` right after `COMMIT`, which is exactly what `notify()` does in
+/// autocommit, so the commit's end can be timed between the two.
 fn same_process(a: &SameProcessArgs) -> Result<ExitCode> {
     let want = a.count + a.warmup;
     let db = a.db.clone();
+    let commits: CommitTimes = Arc::new((0..want).map(|_| AtomicI64::new(0)).collect());
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     // The raw baseline's wake: the publisher's "I committed" message.
     let (kick_tx, kick_rx) = mpsc::channel::<()>();
     let raw = a.raw;
-    let reader = thread::spawn(move || -> Result<Vec<i64>> {
+    let reader_commits = commits.clone();
+    let reader = thread::spawn(move || -> Result<Vec<(i64, i64)>> {
+        let commits = reader_commits;
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut samples = Vec::with_capacity(want);
         if raw {
@@ -272,7 +308,7 @@ fn same_process(a: &SameProcessArgs) -> Result<ExitCode> {
                 while let Some(row) = rows.next()? {
                     let recv_ns = now_ns();
                     last_id = row.get(0)?;
-                    samples.push(latency(&row.get::<_, String>(1)?, recv_ns)?);
+                    samples.push(both(&row.get::<_, String>(1)?, recv_ns, &commits)?);
                 }
             }
         } else {
@@ -282,7 +318,7 @@ fn same_process(a: &SameProcessArgs) -> Result<ExitCode> {
                 let Some(n) = l.recv(Some(deadline))? else {
                     bail!("timed out with {} of {want} notifications", samples.len());
                 };
-                samples.push(latency(&n.payload, now_ns())?);
+                samples.push(both(&n.payload, now_ns(), &commits)?);
             }
         }
         Ok(samples)
@@ -300,23 +336,34 @@ fn same_process(a: &SameProcessArgs) -> Result<ExitCode> {
     let mut jitter = Jitter(0xfeed);
     let mean = Duration::from_micros(a.interval_us);
     let mut due = Instant::now();
-    for seq in 0..want {
+    for (seq, commit_ns) in commits.iter().enumerate() {
         due += jitter.gap(mean);
         sleep_until(due);
         let sent_ns = now_ns();
         let payload = format!(r#"{{"seq":{seq},"sent_ns":{sent_ns}}}"#);
         if a.raw {
             insert.execute(rusqlite::params![CHANNEL, payload, sent_ns / 1_000_000])?;
+            commit_ns.store(now_ns(), Ordering::Release);
             // The reader may have finished on an error; its join reports it.
             let _ = kick_tx.send(());
         } else {
-            honker_stream::notify(&conn, CHANNEL, &payload)?;
+            let tx = conn.unchecked_transaction()?;
+            honker_stream::notify(&tx, CHANNEL, &payload)?;
+            tx.commit()?;
+            commit_ns.store(now_ns(), Ordering::Release);
+            honker_core::kick_after_commit(&conn);
         }
     }
     let samples = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the listener thread panicked"))??;
-    report(samples, a.warmup)
+    let measured = &samples[a.warmup.min(samples.len())..];
+    let mut incl: Vec<i64> = measured.iter().map(|s| s.0).collect();
+    let mut wake: Vec<i64> = measured.iter().map(|s| s.1).collect();
+    let incl = Summary::of(&mut incl).context("no samples")?;
+    let wake = Summary::of(&mut wake).context("no samples")?;
+    say(&format!("result {} {}", incl.kv(""), wake.kv("c_")))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Block until stdin closes: the parent ends an idle helper by dropping its stdin, and the

@@ -41,10 +41,11 @@ impl Summary {
         })
     }
 
-    /// The `key=value` form the bench helpers print and `cargo xtask bench` parses.
-    pub(crate) fn kv(&self) -> String {
+    /// The `key=value` form the bench helpers print and `cargo xtask bench` parses, each key
+    /// prefixed with `prefix`.
+    pub(crate) fn kv(&self, prefix: &str) -> String {
         format!(
-            "n={} p50_ns={} p90_ns={} p99_ns={} max_ns={}",
+            "{prefix}n={} {prefix}p50_ns={} {prefix}p90_ns={} {prefix}p99_ns={} {prefix}max_ns={}",
             self.n, self.p50, self.p90, self.p99, self.max
         )
     }

@@ -128,7 +128,8 @@ Method:
 - Each figure is the median over the runs; each run measures honker and its baseline back to back (alternating which goes first).
 - Wake latency: a publisher process commits paced notifications (gaps jittered +-25% around the mean, so sends do not phase-lock with the 1 ms poll), each carrying its send time (`SystemTime`, taken before the commit, so the commit is included); the listener process subtracts it from its receive time. The first 20 are warm-up.
   Baseline: the same publisher, and a listener that is a bare rusqlite loop polling `PRAGMA data_version` every 1 ms and then SELECTing: the physical limit of the DataVersion backend.
-- Same-process wake: publisher and listener threads in one process, through `notify()` (whose post-commit kick reaches the Hub) and `Listener`.
+- Same-process wake: publisher and listener threads in one process, through `notify()` in a short transaction, `COMMIT`, then `kick_after_commit` (what `notify()` does by itself in autocommit; the Hub's kick wakes the `Listener`).
+  The target applies to commit -> listener (the wake itself: kick, thread wake-up, the listener's SELECT); `commit incl.` also counts the write and commit, as the cross-process figures do.
   Baseline: a raw INSERT, then a std channel message to the reader thread, which SELECTs.
 - Idle CPU: on-CPU time of the whole process (all threads, `/proc/<pid>/task/*/schedstat`, or utime+stime from `/proc/<pid>/stat` where schedstat is absent) over the window, after a 1 s settle.
   Baseline: a bare loop running a prepared `PRAGMA data_version` every 1 ms.
@@ -156,8 +157,12 @@ struct Latency {
 struct Samples {
     cross: Vec<Latency>,
     cross_raw: Vec<Latency>,
+    /// Same process, from before the write (commit included).
     same: Vec<Latency>,
     same_raw: Vec<Latency>,
+    /// Same process, from the end of the commit: the wake itself.
+    same_wake: Vec<Latency>,
+    same_wake_raw: Vec<Latency>,
     idle_parked: Vec<f64>,
     idle_open: Vec<f64>,
     idle_raw: Vec<f64>,
@@ -188,12 +193,18 @@ impl Bench {
                 }
             }
             for raw in order(flip) {
-                let l = self.same_process(run, raw)?;
-                progress(&tag, &format!("same-process wake{}", suffix(raw)), &lat(&l));
+                let (incl, wake) = self.same_process(run, raw)?;
+                progress(
+                    &tag,
+                    &format!("same-process wake from commit{}", suffix(raw)),
+                    &lat(&wake),
+                );
                 if raw {
-                    s.same_raw.push(l);
+                    s.same_raw.push(incl);
+                    s.same_wake_raw.push(wake);
                 } else {
-                    s.same.push(l);
+                    s.same.push(incl);
+                    s.same_wake.push(wake);
                 }
             }
             let (parked, open, raw, source) = self.idle(run)?;
@@ -273,10 +284,11 @@ impl Bench {
         publisher.finish()?;
         let line = listener.wait_line("result")?;
         listener.finish()?;
-        latency_of(&line)
+        latency_of(&line, "")
     }
 
-    fn same_process(&self, run: usize, raw: bool) -> Result<Latency> {
+    /// (from before the write, from the end of the commit)
+    fn same_process(&self, run: usize, raw: bool) -> Result<(Latency, Latency)> {
         let db = self.fresh_db(if raw { "same-raw" } else { "same" }, run)?;
         let mut cmd = self.honker();
         cmd.arg("bench-same-process")
@@ -290,7 +302,7 @@ impl Bench {
         let mut h = Helper::spawn(cmd, "bench-same-process")?;
         let line = h.wait_line("result")?;
         h.finish()?;
-        latency_of(&line)
+        Ok((latency_of(&line, "")?, latency_of(&line, "c_")?))
     }
 
     /// CPU percent of one core for (parked listener, open db without waiters, raw poll loop).
@@ -462,12 +474,14 @@ fn field(line: &str, key: &str) -> Result<f64> {
         .with_context(|| format!("bad {key} in {line:?}"))
 }
 
-fn latency_of(line: &str) -> Result<Latency> {
+/// The percentiles in a result line, keys prefixed with `prefix`.
+fn latency_of(line: &str, prefix: &str) -> Result<Latency> {
+    let get = |k: &str| field(line, &format!("{prefix}{k}"));
     Ok(Latency {
-        p50: field(line, "p50_ns")?,
-        p90: field(line, "p90_ns")?,
-        p99: field(line, "p99_ns")?,
-        max: field(line, "max_ns")?,
+        p50: get("p50_ns")?,
+        p90: get("p90_ns")?,
+        p99: get("p99_ns")?,
+        max: get("max_ns")?,
     })
 }
 
@@ -572,12 +586,18 @@ impl Samples {
         for (name, f) in [fields[0], fields[2]] {
             let target = (name == "p50").then_some(0.05);
             rows.push(lat_row(
-                &format!("same-process wake {name} (notify + Hub kick)"),
-                med(&self.same, f),
-                med(&self.same_raw, f),
+                &format!("same-process wake {name}, commit -> listener (Hub kick)"),
+                med(&self.same_wake, f),
+                med(&self.same_wake_raw, f),
                 target,
             ));
         }
+        rows.push(lat_row(
+            "same-process wake p50, commit incl.",
+            med(&self.same, fields[0].1),
+            med(&self.same_raw, fields[0].1),
+            None,
+        ));
         let raw_idle = median(&self.idle_raw);
         let parked = median(&self.idle_parked);
         rows.push(Row {
@@ -719,9 +739,12 @@ mod tests {
 
     #[test]
     fn fields_are_read_from_result_lines() {
-        let l = latency_of("result n=10 p50_ns=600000 p90_ns=900000 p99_ns=1500000 max_ns=2000000")
-            .unwrap();
+        let line = "result n=10 p50_ns=600000 p90_ns=900000 p99_ns=1500000 max_ns=2000000 \
+                    c_n=10 c_p50_ns=6 c_p90_ns=9 c_p99_ns=15 c_max_ns=20";
+        let l = latency_of(line, "").unwrap();
         assert_eq!((l.p50, l.p99, l.max), (600_000.0, 1_500_000.0, 2_000_000.0));
+        let c = latency_of(line, "c_").unwrap();
+        assert_eq!((c.p50, c.p90, c.p99, c.max), (6.0, 9.0, 15.0, 20.0));
         assert!(field("result n=1", "ops_per_s").is_err());
     }
 
