@@ -45,10 +45,10 @@
 //!   [`set_retention`]). A listener that falls further behind misses what was pruned, with no
 //!   error; use durable streams when every message must be seen.
 //! - Between automatic prunes the table can hold up to `max_rows + PRUNE_EVERY` rows.
-//! - `SELECT honker_notify(..)` in autocommit commits each call's row on its own when the calling
-//!   statement writes no table itself: a statement that notifies for many rows and fails halfway
-//!   keeps the rows notified before the failure. Wrap it in `BEGIN ... COMMIT` for
-//!   all-or-nothing.
+//! - A read-only statement such as `SELECT honker_notify(c, p) FROM t` in autocommit commits
+//!   each call's row on its own: if a later row fails, the earlier ones stay. Statements that
+//!   write (`INSERT INTO log SELECT honker_notify(..) FROM t`), triggers, and anything inside
+//!   `BEGIN ... COMMIT` are all-or-nothing.
 //! - `honker_listen_wait` holds no read transaction while it blocks only when the calling
 //!   statement reads no table (`SELECT honker_listen_wait(...)`, no `FROM`).
 //! - As for all of honker: every process must be on the same host, and the file must not live on

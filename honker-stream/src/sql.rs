@@ -27,8 +27,10 @@ const PRUNE_OPTIONS_LIST: &str = "max_age_ms, max_rows";
 /// Register the pub/sub SQL functions on `conn`.
 ///
 /// - `honker_notify(channel, payload)` and its alias `notify(channel, payload)` -> the new id.
-///   In autocommit the notification commits with the calling statement; inside `BEGIN` it is
-///   part of that transaction. Usable from triggers.
+///   Inside `BEGIN` (or a writing statement, or a trigger) the row is part of that transaction;
+///   under a read-only statement in autocommit each call's row commits on its own. It does not
+///   kick: the watcher sees the commit. Usable from triggers (`AFTER INSERT ... BEGIN SELECT
+///   honker_notify(...); END`).
 /// - `honker_listen(channel, after_id, limit)` -> JSON array text
 ///   `[{"id":..,"channel":..,"payload":<the payload, embedded as JSON>,"created_ms":..}]`.
 /// - `honker_listen_wait(channel, after_id, limit, timeout_ms)` -> the same array, blocking

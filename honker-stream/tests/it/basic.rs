@@ -296,3 +296,27 @@ fn racing_commits_are_never_slept_through() {
     drop(go_tx);
     writer.join().unwrap();
 }
+
+#[test]
+fn a_blocked_listener_holds_no_read_transaction() {
+    let db = TempDb::new();
+    let wake = ManualWake::new();
+    let mut l = listener(&db, "c", &wake);
+    let conn = db.open();
+    // Give the listener's connection a cached statement and a look first.
+    notify(&conn, "c", "1").unwrap();
+    assert!(l.recv(now()).unwrap().is_some());
+    let blocked = thread::spawn(move || (l.recv(soon()), l));
+    while wake.waiters() == 0 {
+        thread::yield_now();
+    }
+    let id = notify(&conn, "c", "2").unwrap();
+    // A reader holding a snapshot would make the TRUNCATE checkpoint report busy.
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(busy, 0, "the blocked listener pins the WAL");
+    wake.kick();
+    let (got, _l) = blocked.join().unwrap();
+    assert_eq!(got.unwrap().unwrap().id, id);
+}
