@@ -3,8 +3,11 @@
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use honker_core::{WakeError, WakeProvider, WakeSource};
 use rusqlite::{Connection, ffi};
 
 /// The oldest host SQLite the extension loads into: 3.38.0 (built-in JSON functions; `RETURNING`
@@ -145,9 +148,27 @@ unsafe fn report(
 ///
 /// Returns `Ok(true)`: load permanently, never `dlclose`d (see the crate docs).
 fn init(conn: Connection) -> rusqlite::Result<bool> {
+    // Installs the same-process commit kick, so a notify on one connection of this process wakes
+    // waiters on the others at once instead of at the watcher's next poll.
+    honker_wake::Hub::global();
     honker_core::sql::register(&conn)?;
+    honker_wake::sql::register(&conn)?;
+    honker_stream::sql::register(&conn, Arc::new(PinnedHub))?;
     migrate_at_load(&conn)?;
     Ok(true)
+}
+
+/// The process's Hub, handing out watchers that live as long as the process.
+///
+/// SQL callers carry epochs and ids between statements (`honker_wait(honker_epoch(), ...)`), so
+/// the watcher of a file must not stop and restart between two calls.
+#[derive(Debug)]
+struct PinnedHub;
+
+impl WakeProvider for PinnedHub {
+    fn wake_for(&self, db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
+        honker_wake::Hub::global().pinned(db_path)
+    }
 }
 
 /// Create or upgrade the schema when the main database is a writable file.

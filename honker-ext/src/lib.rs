@@ -56,12 +56,15 @@
 //! | `notify(channel, payload)` | alias of `honker_notify` |
 //! | `honker_listen(channel, after_id, limit)` | up to `limit` notifications of `channel` with `id > after_id`: `[{"id":..,"channel":..,"payload":<JSON>,"created_ms":..}]` |
 //! | `honker_listen_wait(channel, after_id, limit, timeout_ms)` | as `honker_listen`, blocking until one arrives; `[]` at the timeout |
-//! | `honker_notify_prune(options)` | deletes old notifications; options `{"max_age_ms":..,"max_rows":..}`; rows deleted |
+//! | `honker_notify_prune([options])` | deletes old notifications; options `{"max_age_ms":..,"max_rows":..}`, missing keys use the retention stored in `honker_meta`; rows deleted |
 //!
 //! The blocking functions (`honker_wait`, `honker_listen_wait`) hold no read transaction while
 //! they sleep, so checkpoints and writers in every process proceed, and refuse to run inside an
 //! open transaction (`wait.in_transaction`): a transaction's snapshot would hide the commit being
-//! waited for.
+//! waited for. Call them in a statement that reads no table, with the ids bound as parameters
+//! (`SELECT honker_listen_wait(?1, ?2, 100, 30000)`): a statement that reads a table
+//! (`... FROM t` or a scalar subquery) holds its own read transaction until it finishes, and the
+//! function cannot release that for it.
 //!
 //! # Errors
 //!

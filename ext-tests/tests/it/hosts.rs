@@ -1,0 +1,100 @@
+//! Host-process safety, driven through a small C host (`hosts/host.c`) linked against the system
+//! libsqlite3: closing the connection that loaded the extension while another waits, and forking
+//! after the extension's watcher started.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::support::{Running, ext_path, json_rows, run, sqlite3, temp_db, wait_until_asleep};
+
+/// `hosts/host.c` compiled once per test binary with the system C compiler and libsqlite3.
+fn host_binary() -> &'static Path {
+    static HOST: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = HOST.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("host");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/hosts/host.c");
+        let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+        let mut cmd = Command::new(cc);
+        // -rdynamic: the host's own `dlclose` interposes libc's for libsqlite3 (see host.c).
+        cmd.args(["-O1", "-Wall", "-Wextra", "-Werror", "-rdynamic", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .args(["-lsqlite3", "-lpthread", "-ldl"]);
+        let built = run(cmd);
+        assert!(
+            built.status.success(),
+            "compiling {} failed (needs a C compiler and libsqlite3-dev): {built:#?}",
+            src.display()
+        );
+        (dir, out)
+    });
+    path
+}
+
+fn host(db: &Path, mode: &str, channel: &str) -> Command {
+    let mut cmd = Command::new(host_binary());
+    cmd.arg(ext_path()).arg(db).arg(mode).arg(channel);
+    cmd
+}
+
+/// `ready <after_id> <tid>` from the host, as numbers.
+fn ready(line: &str) -> (i64, u32) {
+    let mut parts = line.split_whitespace();
+    let after = parts.next().and_then(|p| p.parse().ok());
+    let tid = parts.next().and_then(|p| p.parse().ok());
+    match (after, tid) {
+        (Some(after), Some(tid)) => (after, tid),
+        _ => panic!("bad ready line {line:?}"),
+    }
+}
+
+fn notify_from_cli(db: &Path, channel: &str, payload: &str) -> i64 {
+    let sql = format!("SELECT honker_notify('{channel}', '{payload}')");
+    run(sqlite3(db, &[&sql]))
+        .ok()
+        .trim()
+        .parse()
+        .expect("notification id")
+}
+
+#[test]
+fn closing_the_loading_connection_while_another_waits_keeps_the_extension_loaded() {
+    let (_dir, db) = temp_db();
+    drop(honker_core::open(&db).expect("create"));
+    let mut h = Running::spawn(host(&db, "close", "events"));
+    let (_, tid) = ready(&h.expect_line("ready "));
+    wait_until_asleep(h.pid(), tid, "connection B in honker_listen_wait");
+    h.send_line("close");
+    h.expect_line("closed A");
+
+    let id = notify_from_cli(&db, "events", r#"{"after":"close"}"#);
+    let rows = json_rows(&h.expect_line("got "));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["id"], id);
+    assert_eq!(rows[0]["payload"], serde_json::json!({"after": "close"}));
+    // Every connection that loaded it is closed, and SQLite never dlclosed it: the watcher
+    // thread still runs its code.
+    assert_eq!(h.expect_line("dlclose "), "0");
+    let (status, rest) = h.finish();
+    assert!(status.success(), "host exited with {status}: {rest:?}");
+}
+
+#[test]
+fn a_forked_child_waits_and_is_woken() {
+    let (_dir, db) = temp_db();
+    drop(honker_core::open(&db).expect("create"));
+    let mut h = Running::spawn(host(&db, "fork", "forked"));
+    let (_, child) = ready(&h.expect_line("ready "));
+    // The child's waiting thread is its main thread: its tid is its pid.
+    wait_until_asleep(child, child, "the forked child in honker_listen_wait");
+
+    let id = notify_from_cli(&db, "forked", r#"{"to":"child"}"#);
+    let rows = json_rows(&h.expect_line("got "));
+    assert_eq!(rows.len(), 1, "the child was not woken: {rows:?}");
+    assert_eq!(rows[0]["id"], id);
+    assert_eq!(rows[0]["payload"], serde_json::json!({"to": "child"}));
+    let (status, rest) = h.finish();
+    assert!(status.success(), "host exited with {status}: {rest:?}");
+}
