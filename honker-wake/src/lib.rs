@@ -1,1 +1,62 @@
-//! placeholder
+//! honker-wake: the [`WakeSource`](honker_core::WakeSource) backends that notice commits to a
+//! database file, and the process-wide [`Hub`] that shares one watcher per file among all waiters.
+//!
+//! - [`DataVersion`] (the default backend): a thread with its own read-only connection that runs
+//!   `PRAGMA data_version` every millisecond while somebody waits, and parks while nobody does.
+//! - [`Hub`] / [`wake_for`]: one watcher per (device, inode) per process, fork-aware, with the
+//!   same-process commit kick installed through [`honker_core::set_kick_hook`].
+//! - [`sql::register`]: the SQL functions `honker_epoch()` and `honker_wait(epoch, timeout_ms)`.
+//!
+//! Every consumer follows the loop of DESIGN.md §2: sample the epoch, look for work, and only then
+//! wait past the sampled epoch. A commit after the sample makes the wait return at once.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::{Duration, Instant};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("app.db");
+//! let writer = honker_core::open(&path)?;
+//! let wake = honker_wake::wake_for(&path)?;
+//!
+//! let seen = wake.epoch(); // 1. sample before looking
+//! // 2. look for work (nothing yet); meanwhile another connection commits:
+//! let other = honker_core::open(&path)?;
+//! other.execute_batch("CREATE TABLE IF NOT EXISTS jobs(x); INSERT INTO jobs VALUES (1);")?;
+//! // 3. sleep past the sample: the commit above makes this return at once.
+//! let now = wake.wait_past(seen, Some(Instant::now() + Duration::from_secs(30)))?;
+//! assert!(now > seen);
+//! # drop(writer);
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! `default = []`: the [`DataVersion`] backend and the [`Hub`]. No other backend is compiled yet.
+//!
+//! # Known limitations
+//!
+//! - Every waiter and writer must be on the same host: WAL needs shared memory, so network file
+//!   systems (NFS, SMB) and Docker bind mounts from another kernel (Docker Desktop on macOS and
+//!   Windows) do not work, and commits made through them may never wake anyone.
+//! - Cross-process wake latency is bounded by the poll interval (1 ms by default). Each file with
+//!   at least one waiter costs one `PRAGMA data_version` per interval (a few microseconds of CPU);
+//!   a file nobody waits on costs nothing. Same-process writers that call
+//!   [`honker_core::kick_after_commit`] wake waiters in microseconds.
+//! - No kernel file events are used: not inotify, not kqueue, and not macOS FSEvents.
+//! - A replaced or deleted file is noticed by `stat` every 250 ms while somebody waits; waits then
+//!   fail with [`WakeError::Replaced`](honker_core::WakeError::Replaced).
+//! - After a `fork`, a handle starts a new watcher in the child on its first wait. A `fork` while
+//!   another thread holds the Hub's lock (for the microseconds of a lookup) leaves that lock held
+//!   in the child, as with any mutex.
+#![warn(missing_docs)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+#![forbid(unsafe_code)]
+
+mod data_version;
+mod file_id;
+mod hub;
+pub mod sql;
+
+pub use crate::data_version::{DataVersion, DataVersionOptions, WatcherStats};
+pub use crate::hub::{Hub, wake_for};

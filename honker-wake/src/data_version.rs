@@ -1,0 +1,566 @@
+//! The default wake backend: a thread with its own read-only connection that polls
+//! `PRAGMA data_version` while somebody waits, and parks while nobody does.
+//!
+//! `data_version` changes whenever *another* connection commits, so the watcher's connection never
+//! writes and every application connection (same process or not) counts as "another".
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+use std::{fmt, io};
+
+use honker_core::{Epoch, EpochCell, WakeError, WakeSource};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::file_id::FileId;
+
+/// How often a polling watcher `stat`s the path to notice a replaced or deleted file.
+const STAT_EVERY: Duration = Duration::from_millis(250);
+/// How long `start` keeps retrying a busy baseline read before giving up.
+const START_BUSY_BUDGET: Duration = Duration::from_secs(5);
+/// How long polls may keep failing (other than busy) before the watcher gives up.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
+/// The longest pause between reconnect attempts while polls fail.
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+/// A zero interval would spin a core; this is the floor.
+const MIN_POLL_INTERVAL: Duration = Duration::from_micros(100);
+
+/// Where a watcher learns which process it runs in: `std::process::id` outside tests.
+pub(crate) type PidFn = fn() -> u32;
+
+/// Options of the [`DataVersion`] backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataVersionOptions {
+    /// How often the watcher runs `PRAGMA data_version` while at least one thread waits.
+    ///
+    /// The default, 1 ms, bounds cross-process wake latency at about 1 ms. Values below 100 µs are
+    /// raised to 100 µs. A watcher with no waiter does not poll at all.
+    pub poll_interval: Duration,
+}
+
+impl Default for DataVersionOptions {
+    fn default() -> DataVersionOptions {
+        DataVersionOptions {
+            poll_interval: Duration::from_millis(1),
+        }
+    }
+}
+
+/// Counters of a running watcher, for diagnostics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WatcherStats {
+    /// Polls of `PRAGMA data_version` that ran (busy or not).
+    pub polls: u64,
+    /// Polls skipped because another connection held a lock (`SQLITE_BUSY`/`SQLITE_LOCKED`).
+    pub busy_skips: u64,
+    /// Times the watcher replaced its connection after an error (each fired one wake).
+    pub reconnects: u64,
+}
+
+/// The `PRAGMA data_version` wake backend: one thread and one read-only connection per instance.
+///
+/// The baseline `data_version` is read before [`start`](DataVersion::start) returns, so a commit
+/// that lands after `start` returns always advances the epoch. The thread polls only while some
+/// thread is blocked in [`wait_past`](WakeSource::wait_past); with no waiter it parks and costs
+/// nothing. While polling it also `stat`s the path every 250 ms, and fails every wait with
+/// [`WakeError::Replaced`] once the file was replaced or deleted.
+///
+/// Dropping the value stops and joins the thread. After a `fork`, a handle used in the child (where
+/// the thread does not exist) starts a fresh watcher on first use, whose epochs are above every
+/// epoch the parent handed out, so a wait on an epoch sampled before the fork returns at once.
+///
+/// Prefer [`Hub::wake_for`](crate::Hub::wake_for), which shares one watcher per file among all
+/// waiters of the process.
+pub struct DataVersion {
+    path: PathBuf,
+    opts: DataVersionOptions,
+    pid_fn: PidFn,
+    first: Watcher,
+    /// The watcher started in a forked child, if this handle crossed a `fork`.
+    forked: Mutex<Option<Arc<Watcher>>>,
+}
+
+impl DataVersion {
+    /// Start watching the database file at `db_path`.
+    ///
+    /// # Errors
+    ///
+    /// [`WakeError::Start`] when the file does not exist, is not an SQLite database, stays locked
+    /// for 5 s, or the thread cannot be spawned.
+    pub fn start(db_path: &Path, opts: DataVersionOptions) -> Result<DataVersion, WakeError> {
+        DataVersion::start_with(db_path, opts, std::process::id, 0)
+    }
+
+    /// Like [`start`](DataVersion::start), but the process id comes from `pid_fn`, so tests can
+    /// pretend the handle crossed a `fork` (the real `fork` needs `unsafe`, which this crate
+    /// forbids; the extension's tests fork for real). Not part of the stable API.
+    #[doc(hidden)]
+    pub fn start_with_pid_fn(
+        db_path: &Path,
+        opts: DataVersionOptions,
+        pid_fn: fn() -> u32,
+    ) -> Result<DataVersion, WakeError> {
+        DataVersion::start_with(db_path, opts, pid_fn, 0)
+    }
+
+    /// Start with epochs counting from `base` (the Hub starts replacements above old epochs).
+    pub(crate) fn start_with(
+        db_path: &Path,
+        opts: DataVersionOptions,
+        pid_fn: PidFn,
+        base: u64,
+    ) -> Result<DataVersion, WakeError> {
+        let path = std::fs::canonicalize(db_path).map_err(|e| WakeError::Start {
+            path: db_path.to_owned(),
+            reason: format!("cannot resolve the path: {e}"),
+        })?;
+        let first = Watcher::start(&path, opts, pid_fn, base)?;
+        Ok(DataVersion {
+            path,
+            opts,
+            pid_fn,
+            first,
+            forked: Mutex::new(None),
+        })
+    }
+
+    /// The watched file (canonical path).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many threads are blocked in `wait_past` on this watcher now.
+    pub fn waiters(&self) -> usize {
+        self.peek().map_or(0, |w| w.shared.cell.waiters())
+    }
+
+    /// The counters of this process's watcher.
+    pub fn stats(&self) -> WatcherStats {
+        self.peek()
+            .map_or_else(WatcherStats::default, |w| w.shared.stats())
+    }
+
+    /// Whether the watcher of this process stopped for good (file replaced, watcher died).
+    pub fn has_failed(&self) -> bool {
+        self.peek()
+            .is_some_and(|w| w.shared.cell.failure().is_some())
+    }
+
+    /// The id of the file this handle watches.
+    pub(crate) fn file_id(&self) -> FileId {
+        self.peek().map_or(self.first.shared.id, |w| w.shared.id)
+    }
+
+    /// This process's watcher without starting one: `None` in a forked child that has not used
+    /// the handle yet (or while another thread of the child is starting the replacement).
+    fn peek(&self) -> Option<Current<'_>> {
+        let pid = (self.pid_fn)();
+        if pid == self.first.pid {
+            return Some(Current::First(&self.first));
+        }
+        let forked = match self.forked.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        forked
+            .as_ref()
+            .filter(|w| w.pid == pid)
+            .map(|w| Current::Forked(w.clone()))
+    }
+
+    /// This process's watcher, starting a fresh one if the handle crossed a `fork`.
+    fn current(&self) -> Result<Current<'_>, WakeError> {
+        let pid = (self.pid_fn)();
+        if pid == self.first.pid {
+            return Ok(Current::First(&self.first));
+        }
+        let mut forked = lock(&self.forked);
+        if let Some(w) = forked.as_ref().filter(|w| w.pid == pid) {
+            return Ok(Current::Forked(w.clone()));
+        }
+        // The parent's thread does not exist in this process and its cell may have been locked by
+        // a thread that is gone: leave both alone and start above every epoch handed out so far.
+        let base = self.frozen_epoch(forked.as_ref()).0 + 1;
+        let w = Arc::new(Watcher::start(&self.path, self.opts, self.pid_fn, base)?);
+        // Dropping a watcher of another process only forgets it (see `Watcher::drop`).
+        *forked = Some(w.clone());
+        Ok(Current::Forked(w))
+    }
+
+    /// The highest epoch any watcher of this handle reached, read without locking their cells.
+    fn frozen_epoch(&self, forked: Option<&Arc<Watcher>>) -> Epoch {
+        let first = self.first.shared.epoch();
+        forked.map_or(first, |w| first.max(w.shared.epoch()))
+    }
+}
+
+impl WakeSource for DataVersion {
+    fn epoch(&self) -> Epoch {
+        match self.peek() {
+            Some(w) => w.shared.epoch(),
+            // A forked child before its first wait: any epoch below the replacement's base works,
+            // since a wait on it returns at once.
+            None => self.first.shared.epoch(),
+        }
+    }
+
+    fn wait_past(&self, seen: Epoch, deadline: Option<Instant>) -> Result<Epoch, WakeError> {
+        self.current()?.shared.wait_past(seen, deadline)
+    }
+
+    fn kick(&self) {
+        // In a forked child with no replacement yet there is nobody to wake: the first wait
+        // starts a watcher above every earlier epoch and returns at once.
+        if let Some(w) = self.peek() {
+            w.shared.cell.advance();
+        }
+    }
+}
+
+impl fmt::Debug for DataVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataVersion")
+            .field("path", &self.path)
+            .field("epoch", &self.epoch())
+            .field("poll_interval", &self.opts.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The watcher of this process: borrowed when it is the first, shared when started after a fork.
+enum Current<'a> {
+    First(&'a Watcher),
+    Forked(Arc<Watcher>),
+}
+
+impl std::ops::Deref for Current<'_> {
+    type Target = Watcher;
+
+    fn deref(&self) -> &Watcher {
+        match self {
+            Current::First(w) => w,
+            Current::Forked(w) => w,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks is a single assignment, so a poisoned lock is consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One watcher thread and what it shares with the handles.
+struct Watcher {
+    shared: Arc<Shared>,
+    /// The process that spawned the thread.
+    pid: u32,
+    pid_fn: PidFn,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(
+        path: &Path,
+        opts: DataVersionOptions,
+        pid_fn: PidFn,
+        base: u64,
+    ) -> Result<Watcher, WakeError> {
+        let interval = opts.poll_interval.max(MIN_POLL_INTERVAL);
+        let (id, poller) = connect_stable(path)?;
+        let shared = Arc::new(Shared {
+            cell: EpochCell::new(),
+            base,
+            stop: AtomicBool::new(false),
+            path: path.to_owned(),
+            id,
+            polls: AtomicU64::new(0),
+            busy_skips: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+        });
+        let thread_shared = shared.clone();
+        let thread = thread::Builder::new()
+            .name("honker-wake".into())
+            .spawn(move || watch(&thread_shared, poller, interval))
+            .map_err(|e| WakeError::Start {
+                path: path.to_owned(),
+                reason: format!("cannot spawn the watcher thread: {e}"),
+            })?;
+        Ok(Watcher {
+            shared,
+            pid: pid_fn(),
+            pid_fn,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        if (self.pid_fn)() != self.pid {
+            // A forked child: the thread does not exist here. Joining would wait forever, and the
+            // connection it owns must not be closed from this process. Leak both.
+            std::mem::forget(thread);
+            return;
+        }
+        self.shared.stop.store(true, Ordering::Release);
+        // A nudge that lands between the thread's stop check and its park is not seen by the
+        // park, so nudge until the thread has gone.
+        while !thread.is_finished() {
+            self.shared.cell.nudge_watcher();
+            thread::sleep(Duration::from_micros(100));
+        }
+        // The thread catches its own panics, so join cannot fail.
+        let _ = thread.join();
+    }
+}
+
+/// What the handles and the thread of one watcher share.
+struct Shared {
+    cell: EpochCell,
+    /// Epochs count from here (above the epochs of a watcher this one replaces).
+    base: u64,
+    stop: AtomicBool,
+    path: PathBuf,
+    id: FileId,
+    polls: AtomicU64,
+    busy_skips: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+impl Shared {
+    fn epoch(&self) -> Epoch {
+        Epoch(self.base + self.cell.epoch().0)
+    }
+
+    fn wait_past(&self, seen: Epoch, deadline: Option<Instant>) -> Result<Epoch, WakeError> {
+        if seen.0 < self.base {
+            // Sampled from a watcher this one replaced: every such epoch is in the past.
+            if let Some(e) = self.cell.failure() {
+                return Err(e);
+            }
+            return Ok(self.epoch());
+        }
+        let e = self.cell.wait_past(Epoch(seen.0 - self.base), deadline)?;
+        Ok(Epoch(self.base + e.0))
+    }
+
+    fn stats(&self) -> WatcherStats {
+        WatcherStats {
+            polls: self.polls.load(Ordering::Relaxed),
+            busy_skips: self.busy_skips.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+        }
+    }
+
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `Err(Replaced)` when the path now names another file or nothing.
+    fn check_file(&self) -> Result<(), WakeError> {
+        match FileId::of(&self.path) {
+            Ok(id) if id == self.id => Ok(()),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Ok(()), // cannot tell; keep watching
+            _ => Err(WakeError::Replaced {
+                path: self.path.clone(),
+            }),
+        }
+    }
+}
+
+/// Open the watcher's connection and read the baseline, making sure the file did not change
+/// under us between the `stat` and the open.
+fn connect_stable(path: &Path) -> Result<(FileId, Poller), WakeError> {
+    let start_error = |reason: String| WakeError::Start {
+        path: path.to_owned(),
+        reason,
+    };
+    let deadline = Instant::now() + START_BUSY_BUDGET;
+    loop {
+        let before = FileId::of(path).map_err(|e| start_error(format!("cannot stat: {e}")))?;
+        let poller = Poller::connect(path, deadline).map_err(|e| start_error(e.to_string()))?;
+        let after = FileId::of(path).map_err(|e| start_error(format!("cannot stat: {e}")))?;
+        if before == after {
+            return Ok((after, poller));
+        }
+        if Instant::now() >= deadline {
+            return Err(start_error(
+                "the file kept being replaced while the watcher started".into(),
+            ));
+        }
+    }
+}
+
+/// The thread's body: run the poll loop, and turn every way it can end other than a stop into a
+/// failure that waiters see.
+fn watch(shared: &Shared, poller: Poller, interval: Duration) {
+    let outcome = catch_unwind(AssertUnwindSafe(|| poll_loop(shared, poller, interval)));
+    let err = match outcome {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            WakeError::WatcherDied {
+                path: shared.path.clone(),
+                reason: format!("watcher thread panicked: {what}"),
+            }
+        }
+    };
+    shared.cell.fail(err);
+}
+
+fn poll_loop(shared: &Shared, mut poller: Poller, interval: Duration) -> Result<(), WakeError> {
+    let mut next_stat = Instant::now() + STAT_EVERY;
+    let mut failing_since: Option<Instant> = None;
+    let mut pause = interval;
+    loop {
+        if shared.stop.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if shared.cell.waiters() == 0 {
+            shared.cell.park_watcher(None);
+            // A waiter may arrive long after the last stat: look at the file on the first poll.
+            next_stat = Instant::now();
+            continue;
+        }
+        Shared::bump(&shared.polls);
+        match poller.poll() {
+            Poll::Same => failing_since = None,
+            Poll::Changed => {
+                failing_since = None;
+                shared.cell.advance();
+            }
+            Poll::Reconnected => {
+                // A commit may have landed between the old baseline and the new one.
+                failing_since = None;
+                Shared::bump(&shared.reconnects);
+                shared.cell.advance();
+            }
+            Poll::Busy => Shared::bump(&shared.busy_skips),
+            Poll::Failed(e) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= GIVE_UP_AFTER {
+                    shared.check_file()?;
+                    return Err(WakeError::WatcherDied {
+                        path: shared.path.clone(),
+                        reason: format!("PRAGMA data_version kept failing: {e}"),
+                    });
+                }
+            }
+        }
+        let now = Instant::now();
+        if now >= next_stat {
+            next_stat = now + STAT_EVERY;
+            shared.check_file()?;
+        }
+        // Back off while the connection keeps failing, so a broken file does not cost a reopen
+        // per millisecond.
+        pause = if failing_since.is_some() {
+            (pause * 2).min(MAX_BACKOFF)
+        } else {
+            interval
+        };
+        thread::sleep(pause);
+    }
+}
+
+/// The result of one poll.
+enum Poll {
+    Same,
+    Changed,
+    /// A new connection and baseline replaced a failed one.
+    Reconnected,
+    Busy,
+    Failed(rusqlite::Error),
+}
+
+/// The watcher's connection and the last `data_version` it saw.
+struct Poller {
+    path: PathBuf,
+    conn: Option<Connection>,
+    baseline: i64,
+}
+
+impl Poller {
+    /// Open a connection and read the baseline, retrying while busy until `deadline`.
+    fn connect(path: &Path, deadline: Instant) -> rusqlite::Result<Poller> {
+        let conn = open(path)?;
+        loop {
+            match data_version(&conn) {
+                Ok(baseline) => {
+                    return Ok(Poller {
+                        path: path.to_owned(),
+                        conn: Some(conn),
+                        baseline,
+                    });
+                }
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn poll(&mut self) -> Poll {
+        let Some(conn) = &self.conn else {
+            return match open(&self.path).and_then(|c| Ok((data_version(&c)?, c))) {
+                Ok((baseline, conn)) => {
+                    self.conn = Some(conn);
+                    self.baseline = baseline;
+                    Poll::Reconnected
+                }
+                Err(e) if is_busy(&e) => Poll::Busy,
+                Err(e) => Poll::Failed(e),
+            };
+        };
+        match data_version(conn) {
+            Ok(v) if v == self.baseline => Poll::Same,
+            Ok(v) => {
+                self.baseline = v;
+                Poll::Changed
+            }
+            // Keep the connection: a new one would take a new baseline and hide a commit.
+            Err(e) if is_busy(&e) => Poll::Busy,
+            Err(e) => {
+                self.conn = None;
+                Poll::Failed(e)
+            }
+        }
+    }
+}
+
+/// The watcher's connection: read-only (it never writes, so every other connection's commit
+/// moves its `data_version`), never creating the file, no busy wait (a busy poll is skipped).
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::ZERO)?;
+    Ok(conn)
+}
+
+/// One poll. The cached statement is reset when the row is read, so no read transaction (which
+/// would pin the WAL and make `wal_checkpoint(TRUNCATE)` fail) outlives the call.
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}

@@ -1,0 +1,65 @@
+//! A replaced or deleted database file fails parked waits with `WakeError::Replaced` (never a
+//! hang), and the Hub starts a fresh watcher for the new file.
+
+use std::thread;
+
+use honker_core::{WakeError, WakeSource};
+use honker_wake::{DataVersion, DataVersionOptions, Hub};
+
+use crate::{Db, commit, deadline, wait_until};
+
+fn assert_replaced(r: Result<honker_core::Epoch, WakeError>) {
+    match r {
+        Err(WakeError::Replaced { .. }) => {}
+        other => panic!("expected WakeError::Replaced, got {other:?}"),
+    }
+}
+
+#[test]
+fn rename_over_the_file_fails_a_parked_waiter_and_hub_watches_the_new_file() {
+    let db = Db::new("wal");
+    let hub = Hub::global();
+    let wake = DataVersion::start(&db.path, DataVersionOptions::default()).unwrap();
+    let shared = hub.wake_for(&db.path).unwrap();
+    let seen = wake.epoch();
+    let replacement = db.path.with_file_name("replacement.db");
+    {
+        let c = crate::connect(&replacement);
+        c.execute_batch("CREATE TABLE counter(n); INSERT INTO counter VALUES (100);")
+            .unwrap();
+    }
+    thread::scope(|s| {
+        let waiter = s.spawn(|| wake.wait_past(seen, Some(deadline())));
+        wait_until("the waiter parked", || wake.waiters() >= 1);
+        std::fs::rename(&replacement, &db.path).unwrap();
+        assert_replaced(waiter.join().unwrap());
+    });
+    assert_eq!(
+        wake.wait_past(seen, None).unwrap_err().code(),
+        "wake.replaced"
+    );
+    assert_replaced(shared.wait_past(shared.epoch(), Some(deadline())));
+
+    // A later wake_for watches the new file.
+    let fresh = hub.wake_for(&db.path).unwrap();
+    let seen = fresh.epoch();
+    commit(&crate::connect(&db.path));
+    assert!(fresh.wait_past(seen, Some(deadline())).unwrap() > seen);
+}
+
+#[test]
+fn deleting_the_file_fails_a_parked_waiter() {
+    let db = Db::new("wal");
+    let wake = Hub::global().wake_for(&db.path).unwrap();
+    let seen = wake.epoch();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| wake.wait_past(seen, Some(deadline())));
+        wait_until("the waiter parked", || Hub::global().waiters(&db.path) >= 1);
+        std::fs::remove_file(&db.path).unwrap();
+        assert_replaced(waiter.join().unwrap());
+    });
+    assert!(matches!(
+        Hub::global().wake_for(&db.path),
+        Err(WakeError::Start { .. })
+    ));
+}

@@ -1,0 +1,57 @@
+//! Many waiters share one watcher: 50 threads waiting on one file cost one watcher thread.
+//! Runs in a child process, alone, so thread counts are exact.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use honker_wake::Hub;
+
+use crate::{Db, commit, deadline, run_child, thread_count, wait_until};
+
+const WAITERS: usize = 50;
+
+#[test]
+fn fifty_waiters_share_one_watcher() {
+    run_child("sharing");
+}
+
+pub(crate) fn child_main() {
+    let db = Db::new("wal");
+    let writer = db.connect();
+    let hub = Hub::global();
+    assert_eq!(hub.watcher_count(), 0);
+    let before = thread_count();
+    let sampled = Arc::new(Barrier::new(WAITERS + 1));
+    let waiters: Vec<_> = (0..WAITERS)
+        .map(|_| {
+            let path = db.path.clone();
+            let sampled = sampled.clone();
+            thread::spawn(move || {
+                let wake = hub.wake_for(&path).unwrap();
+                let seen = wake.epoch();
+                sampled.wait();
+                let now = wake.wait_past(seen, Some(deadline())).unwrap();
+                (seen, now)
+            })
+        })
+        .collect();
+    sampled.wait();
+    wait_until("all waiters parked", || hub.waiters(&db.path) == WAITERS);
+    assert_eq!(hub.watcher_count(), 1, "one watcher per file");
+    assert_eq!(
+        thread_count(),
+        before + WAITERS + 1,
+        "50 waiters must cost exactly one watcher thread"
+    );
+    commit(&writer);
+    for w in waiters {
+        let (seen, now) = w.join().unwrap();
+        assert!(now > seen, "a waiter missed the commit");
+    }
+    assert_eq!(
+        hub.watcher_count(),
+        0,
+        "the watcher outlived its last handle"
+    );
+    assert_eq!(thread_count(), before);
+}
