@@ -57,6 +57,8 @@ pub struct WatcherStats {
     pub polls: u64,
     /// Polls skipped because another connection held a lock (`SQLITE_BUSY`/`SQLITE_LOCKED`).
     pub busy_skips: u64,
+    /// Polls that failed with an error other than busy (the connection is then replaced).
+    pub errors: u64,
     /// Times the watcher replaced its connection after an error (each fired one wake).
     pub reconnects: u64,
 }
@@ -280,6 +282,7 @@ impl Watcher {
             id,
             polls: AtomicU64::new(0),
             busy_skips: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
         });
         let thread_shared = shared.clone();
@@ -332,6 +335,7 @@ struct Shared {
     id: FileId,
     polls: AtomicU64,
     busy_skips: AtomicU64,
+    errors: AtomicU64,
     reconnects: AtomicU64,
 }
 
@@ -356,6 +360,7 @@ impl Shared {
         WatcherStats {
             polls: self.polls.load(Ordering::Relaxed),
             busy_skips: self.busy_skips.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
         }
     }
@@ -450,6 +455,7 @@ fn poll_loop(shared: &Shared, mut poller: Poller, interval: Duration) -> Result<
             }
             Poll::Busy => Shared::bump(&shared.busy_skips),
             Poll::Failed(e) => {
+                Shared::bump(&shared.errors);
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= GIVE_UP_AFTER {
                     shared.check_file()?;

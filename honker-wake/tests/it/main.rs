@@ -7,6 +7,7 @@
 
 mod busy;
 mod checkpoint;
+mod errors;
 mod fork;
 mod journal_modes;
 mod model;
