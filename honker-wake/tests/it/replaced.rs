@@ -63,3 +63,31 @@ fn deleting_the_file_fails_a_parked_waiter() {
         Err(WakeError::Start { .. })
     ));
 }
+
+#[test]
+fn a_file_recreated_at_the_same_path_gets_a_fresh_watcher_even_if_the_inode_is_reused() {
+    let db = Db::new("wal");
+    let hub = Hub::global();
+    let old = hub.wake_for(&db.path).unwrap();
+    // Delete the database and its WAL files, and create a new one at the same path: the file
+    // system may hand out the same inode number again.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    {
+        let c = crate::connect(&db.path);
+        c.execute_batch("CREATE TABLE counter(n); INSERT INTO counter VALUES (0);")
+            .unwrap();
+    }
+    let fresh = hub.wake_for(&db.path).unwrap();
+    assert!(
+        !std::sync::Arc::ptr_eq(&old, &fresh),
+        "the old file's watcher was reused"
+    );
+    assert_replaced(old.wait_past(old.epoch(), Some(deadline())));
+    let seen = fresh.epoch();
+    commit(&crate::connect(&db.path));
+    assert!(fresh.wait_past(seen, Some(deadline())).unwrap() > seen);
+}
