@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 
-/// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The newest schema version this build knows: the version of the last migration.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// One step of the schema's history.
 #[derive(Debug)]
@@ -20,26 +20,11 @@ struct Migration {
 }
 
 /// Ordered; each is applied once, inside the same transaction that records its version.
-/// Migrations never drop user rows.
+/// Migrations never drop user rows. Each one's DDL lives in `schema/v<N>_<what>.sql`.
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     what: "metadata and pub/sub notifications",
-    sql: "
-        CREATE TABLE honker_meta (
-            key   TEXT PRIMARY KEY NOT NULL,
-            value ANY
-        );
-        -- AUTOINCREMENT: ids are never reused, even after the newest row is pruned, so a listener's
-        -- `after_id` can never skip a notification that reuses an old id.
-        CREATE TABLE honker_notifications (
-            id         INTEGER PRIMARY KEY AUTOINCREMENT,
-            channel    TEXT    NOT NULL,
-            payload    TEXT    NOT NULL,
-            created_ms INTEGER NOT NULL
-        );
-        CREATE INDEX honker_notifications_by_channel ON honker_notifications (channel, id);
-        CREATE INDEX honker_notifications_by_created ON honker_notifications (created_ms);
-    ",
+    sql: include_str!("schema/v1_pubsub.sql"),
 }];
 
 /// The schema version recorded in the database, or `None` if honker was never set up in it.
