@@ -21,11 +21,18 @@ struct Migration {
 
 /// Ordered; each is applied once, inside the same transaction that records its version.
 /// Migrations never drop user rows. Each one's DDL lives in `schema/v<N>_<what>.sql`.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    what: "metadata and pub/sub notifications",
-    sql: include_str!("schema/v1_pubsub.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        what: "metadata and pub/sub notifications",
+        sql: include_str!("schema/v1_pubsub.sql"),
+    },
+    Migration {
+        version: 3,
+        what: "durable streams, consumer offsets, topic policies",
+        sql: include_str!("schema/v3_streams.sql"),
+    },
+];
 
 /// The schema version recorded in the database, or `None` if honker was never set up in it.
 ///

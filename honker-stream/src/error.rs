@@ -1,4 +1,5 @@
-//! The pub/sub error type: core errors pass through, plus what only pub/sub can get wrong.
+//! The crate's error type: core errors pass through, plus what only pub/sub and streams can get
+//! wrong.
 
 /// Errors of honker-stream.
 ///
@@ -20,6 +21,47 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// A stream topic, consumer name or event key that is empty (topic, consumer), too long, or
+    /// holds a NUL character.
+    #[error("invalid {kind} {shown:?} ({len} bytes): {reason}")]
+    BadName {
+        /// What was named: `"topic"`, `"consumer"` or `"key"`.
+        kind: &'static str,
+        /// The start of the name as given (at most 64 characters).
+        shown: String,
+        /// Its full length in bytes.
+        len: usize,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A read asked for events after `after`, but the topic was trimmed through a later offset:
+    /// events the reader never saw are gone (a forced trim, or a reader that never registered).
+    ///
+    /// Nothing is skipped silently: resume with `after = trimmed_through` to accept the loss.
+    #[error(
+        "topic {topic:?} was trimmed through offset {trimmed_through}, past the requested offset {after}; the first available event is {}",
+        first_available.map_or_else(|| "none yet".to_owned(), |o| format!("offset {o}"))
+    )]
+    Trimmed {
+        /// The topic.
+        topic: String,
+        /// The offset the read started after.
+        after: i64,
+        /// Every event of the topic at or below this offset has been trimmed.
+        trimmed_through: i64,
+        /// The oldest event still stored on the topic, if any.
+        first_available: Option<i64>,
+    },
+    /// A consumer tried to commit an offset that has not been assigned yet.
+    #[error("cannot commit offset {offset} of topic {topic:?}: the newest offset is {latest}")]
+    OffsetAhead {
+        /// The topic.
+        topic: String,
+        /// The offset given.
+        offset: i64,
+        /// The newest offset assigned so far (on any topic).
+        latest: i64,
+    },
 }
 
 impl Error {
@@ -28,6 +70,13 @@ impl Error {
         match self {
             Error::Core(e) => e.code(),
             Error::BadChannel { .. } => "notify.bad_channel",
+            Error::BadName { kind: "topic", .. } => "stream.bad_topic",
+            Error::BadName {
+                kind: "consumer", ..
+            } => "stream.bad_consumer",
+            Error::BadName { .. } => "stream.bad_key",
+            Error::Trimmed { .. } => "stream.trimmed",
+            Error::OffsetAhead { .. } => "stream.offset_ahead",
         }
     }
 

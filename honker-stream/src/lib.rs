@@ -57,11 +57,16 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 #![forbid(unsafe_code)]
 
+mod consumer;
 mod error;
 mod listener;
 mod notify;
 mod retention;
 pub mod sql;
+mod stream;
+mod stream_sql;
+mod subscribe;
+mod trim;
 
 pub use crate::error::{Error, Result};
 pub use crate::listener::{Iter, Listener};
@@ -71,4 +76,17 @@ pub use crate::notify::{
 };
 pub use crate::retention::{
     MAX_AGE_KEY, MAX_ROWS_KEY, Retention, prune, prune_with_clock, retention, set_retention,
+};
+
+pub use crate::consumer::{
+    Commit, ConsumerInfo, TopicInfo, commit_offset, commit_offset_with, committed_offset,
+    consumers, consumers_with, register_consumer, remove_consumer, topics,
+};
+pub use crate::stream::{
+    Event, MAX_NAME_BYTES, Offset, check_consumer, check_topic, first_available, latest_offset,
+    publish, publish_keyed, publish_with, read, read_wait, topic_latest, trimmed_through,
+};
+pub use crate::subscribe::{CommitMode, StartFrom, SubscribeOptions, Subscriber};
+pub use crate::trim::{
+    AUTO_TRIM_EVERY, TopicPolicy, Trim, TrimReport, set_topic_policy, topic_policy, trim, trim_with,
 };

@@ -24,7 +24,8 @@ use crate::retention::{Retention, prune_with_clock, retention};
 const PRUNE_OPTIONS: &[&str] = &["max_age_ms", "max_rows"];
 const PRUNE_OPTIONS_LIST: &str = "max_age_ms, max_rows";
 
-/// Register the pub/sub SQL functions on `conn`.
+/// Register the pub/sub SQL functions on `conn`, and the stream functions of
+/// [`stream_sql`](crate::stream_sql::register) with them.
 ///
 /// - `honker_notify(channel, payload)` and its alias `notify(channel, payload)` -> the new id.
 ///   Inside `BEGIN` (or a writing statement, or a trigger) the row is part of that transaction;
@@ -61,10 +62,7 @@ pub fn register(conn: &Connection, wakes: Arc<dyn WakeProvider>) -> rusqlite::Re
         let rows = listen(&conn, &channel, after_id, to_usize(limit))?;
         Ok(json_array(&rows))
     })?;
-    let cache = WakeCache {
-        wakes,
-        source: Mutex::new(None),
-    };
+    let cache = WakeCache::new(wakes.clone());
     conn.create_scalar_function(
         "honker_listen_wait",
         4,
@@ -83,10 +81,10 @@ pub fn register(conn: &Connection, wakes: Arc<dyn WakeProvider>) -> rusqlite::Re
             },
         )?;
     }
-    Ok(())
+    crate::stream_sql::register(conn, wakes)
 }
 
-fn to_usize(v: i64) -> usize {
+pub(crate) fn to_usize(v: i64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
@@ -114,13 +112,20 @@ fn prune_from_options(conn: &Connection, options: Option<&str>) -> Result<i64> {
 
 /// The wake source of the connection's file, asked for once and kept while it works.
 #[derive(Debug)]
-struct WakeCache {
+pub(crate) struct WakeCache {
     wakes: Arc<dyn WakeProvider>,
     source: Mutex<Option<(PathBuf, Arc<dyn WakeSource>)>>,
 }
 
 impl WakeCache {
-    fn get(&self, path: PathBuf) -> Result<Arc<dyn WakeSource>> {
+    pub(crate) fn new(wakes: Arc<dyn WakeProvider>) -> WakeCache {
+        WakeCache {
+            wakes,
+            source: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn get(&self, path: PathBuf) -> Result<Arc<dyn WakeSource>> {
         let mut slot = self.source.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((p, s)) = slot.as_ref() {
             if *p == path {
@@ -132,7 +137,7 @@ impl WakeCache {
         Ok(source)
     }
 
-    fn forget(&self) {
+    pub(crate) fn forget(&self) {
         *self.source.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }

@@ -6,4 +6,5 @@ mod multiprocess;
 mod resources;
 mod retention;
 mod sql;
+mod stream_basic;
 mod util;
