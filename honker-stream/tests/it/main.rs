@@ -7,4 +7,5 @@ mod resources;
 mod retention;
 mod sql;
 mod stream_basic;
+mod stream_model;
 mod util;
