@@ -3,7 +3,7 @@
 
 use honker_wake::Hub;
 
-use crate::{Db, commit, deadline, fd_count, run_child, thread_count};
+use crate::{Db, commit, deadline, fd_count, run_child, thread_count, wait_until};
 
 #[test]
 fn hub_handles_leave_no_threads_or_fds_behind() {
@@ -20,7 +20,7 @@ pub(crate) fn child_main() {
     let (threads, fds) = (thread_count(), fd_count());
     for i in 0..300 {
         cycle(hub, &db, &writer);
-        assert_eq!(thread_count(), threads, "cycle {i}: thread leaked");
+        settle_thread_count(threads, i);
     }
     assert_eq!(thread_count(), threads, "threads leaked");
     assert_eq!(
@@ -40,6 +40,15 @@ fn cycle(hub: &Hub, db: &Db, writer: &rusqlite::Connection) {
     assert!(now > seen, "lost wake");
     drop(wake);
     assert_eq!(hub.watcher_count(), 0, "watcher outlived its handles");
+}
+
+/// `pthread_join` returns once the kernel has cleared the thread's tid, which is a moment before
+/// the task is reaped and leaves `/proc/self/task`; so wait for the count instead of reading it
+/// once. A real leak never settles and fails at the deadline.
+fn settle_thread_count(expected: usize, cycle: usize) {
+    wait_until(&format!("cycle {cycle}: thread count back to {expected}"), || {
+        thread_count() == expected
+    });
 }
 
 fn open_files() -> Vec<std::path::PathBuf> {
