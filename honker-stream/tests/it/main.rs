@@ -8,4 +8,5 @@ mod retention;
 mod sql;
 mod stream_basic;
 mod stream_model;
+mod stream_process;
 mod util;
