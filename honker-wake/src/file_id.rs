@@ -30,11 +30,6 @@ impl FileId {
             born: meta.created().ok(),
         })
     }
-
-    /// The Hub's map key.
-    pub(crate) fn key(&self) -> (u64, u64) {
-        (self.dev, self.ino)
-    }
 }
 
 #[cfg(unix)]

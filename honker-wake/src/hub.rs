@@ -8,36 +8,51 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use honker_core::{WakeError, WakeProvider, WakeSource};
 
-use crate::data_version::{DataVersion, DataVersionOptions, PidFn};
+use crate::backend::{Backend, BackendOptions, UnknownBackend};
+use crate::data_version::DataVersionOptions;
 use crate::file_id::FileId;
+use crate::watch::{PidFn, Watch};
 
-/// Hands out one shared [`DataVersion`] watcher per database file of the process.
+/// Hands out one shared watcher per (database file, [`Backend`]) of the process.
 ///
 /// Every waiter of a file (threads, connections, extension handles) shares one watcher thread and
-/// one connection; the watcher stops when the last handle from [`wake_for`](Hub::wake_for) drops.
-/// Files are told apart by (device, inode), so two paths to one file share a watcher, and a file
-/// replaced under the same path gets a fresh one.
+/// one connection per backend; the watcher stops when the last handle from
+/// [`wake_for`](Hub::wake_for) drops. Files are told apart by (device, inode), so two paths to one
+/// file share a watcher, and a file replaced under the same path gets a fresh one.
+///
+/// [`wake_for`](Hub::wake_for) and [`pinned`](Hub::pinned) use the Hub's default backend:
+/// [`Backend::DataVersion`] unless the `HONKER_WAKE_BACKEND` environment variable (read once, by
+/// [`Hub::global`]) or [`set_default_backend`](Hub::set_default_backend) names another;
+/// [`wake_for_with`](Hub::wake_for_with) picks one explicitly.
 ///
 /// The Hub is fork-aware: a handle used in a forked child starts a watcher of its own there (see
-/// [`DataVersion`]), so a wait in a child never hangs.
+/// [`DataVersion`](crate::DataVersion)), so a wait in a child never hangs.
 pub struct Hub {
     state: Mutex<HubState>,
-    opts: DataVersionOptions,
+    opts: BackendOptions,
     pid_fn: PidFn,
+    default: Mutex<Result<Backend, UnknownBackend>>,
 }
+
+/// The Hub's map key: the file's (device, inode) and the backend.
+type Key = (u64, u64, Backend);
 
 #[derive(Default)]
 struct HubState {
-    entries: HashMap<(u64, u64), Entry>,
+    entries: HashMap<Key, Entry>,
     /// Above every epoch of a watcher that left the map, so epochs of a later watcher for the
     /// same path never look older than ones handed out before.
     floor: u64,
 }
 
 struct Entry {
-    watcher: Weak<DataVersion>,
+    watcher: Weak<Watch>,
     /// Set by [`Hub::pinned`]: the watcher lives as long as the process.
-    pinned: Option<Arc<DataVersion>>,
+    pinned: Option<Arc<Watch>>,
+}
+
+fn key(id: &FileId, backend: Backend) -> Key {
+    (id.dev, id.ino, backend)
 }
 
 impl HubState {
@@ -55,10 +70,18 @@ impl HubState {
         self.floor = floor;
     }
 
-    /// The live watcher of the file `id`, if any.
-    fn live(&self, id: &FileId) -> Option<Arc<DataVersion>> {
-        let w = self.entries.get(&id.key())?.watcher.upgrade()?;
+    /// The live watcher of the file `id` with `backend`, if any.
+    fn live(&self, id: &FileId, backend: Backend) -> Option<Arc<Watch>> {
+        let w = self.entries.get(&key(id, backend))?.watcher.upgrade()?;
         (w.file_id() == *id && !w.has_failed()).then_some(w)
+    }
+
+    /// The live watchers of the file `id`, every backend.
+    fn all_live(&self, id: &FileId) -> Vec<Arc<Watch>> {
+        Backend::ALL
+            .into_iter()
+            .filter_map(|b| self.live(id, b))
+            .collect()
     }
 
     /// An epoch above every epoch a watcher of this Hub has reached.
@@ -80,7 +103,9 @@ impl Hub {
         static GLOBAL: OnceLock<Hub> = OnceLock::new();
         GLOBAL.get_or_init(|| {
             honker_core::set_kick_hook(|path| Hub::global().kick(path));
-            Hub::with(DataVersionOptions::default(), std::process::id)
+            let hub = Hub::with(BackendOptions::default(), std::process::id);
+            *hub.default_lock() = Backend::from_env().map(|b| b.unwrap_or(Backend::DataVersion));
+            hub
         })
     }
 
@@ -88,15 +113,78 @@ impl Hub {
     /// so tests can pretend the process forked. Not part of the stable API.
     #[doc(hidden)]
     pub fn with_pid_fn(opts: DataVersionOptions, pid_fn: fn() -> u32) -> Hub {
-        Hub::with(opts, pid_fn)
+        Hub::with(
+            BackendOptions {
+                data_version: opts,
+                ..BackendOptions::default()
+            },
+            pid_fn,
+        )
     }
 
-    fn with(opts: DataVersionOptions, pid_fn: PidFn) -> Hub {
+    /// A Hub of its own (not the process's) with the given options of every backend; its default
+    /// backend is [`Backend::DataVersion`] (the environment is not read).
+    pub fn with_options(opts: BackendOptions) -> Hub {
+        Hub::with(opts, std::process::id)
+    }
+
+    fn with(opts: BackendOptions, pid_fn: PidFn) -> Hub {
         Hub {
             state: Mutex::new(HubState::default()),
             opts,
             pid_fn,
+            default: Mutex::new(Ok(Backend::DataVersion)),
         }
+    }
+
+    fn default_lock(&self) -> MutexGuard<'_, Result<Backend, UnknownBackend>> {
+        self.default.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The backend [`wake_for`](Hub::wake_for) and [`pinned`](Hub::pinned) use.
+    ///
+    /// # Errors
+    ///
+    /// [`WakeError::Start`] when `HONKER_WAKE_BACKEND` names no backend.
+    pub fn default_backend(&self) -> Result<Backend, WakeError> {
+        self.default_lock().clone().map_err(|e| WakeError::Start {
+            path: std::path::PathBuf::from(crate::BACKEND_ENV),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Make `backend` the default of [`wake_for`](Hub::wake_for) and [`pinned`](Hub::pinned).
+    ///
+    /// Handles already given out keep their backend. Epochs of different backends' watchers are
+    /// not comparable, so the switch is refused while a pinned watcher (the SQL functions'
+    /// `honker_epoch()`/`honker_wait()`) of another backend runs.
+    ///
+    /// # Errors
+    ///
+    /// [`WakeError::NotCompiled`] when the backend is not in this build; [`WakeError::Start`]
+    /// (naming the file) when a pinned watcher of another backend runs.
+    pub fn set_default_backend(&self, backend: Backend) -> Result<(), WakeError> {
+        backend.ensure_compiled()?;
+        let mut st = self.lock();
+        st.prune();
+        if let Some(w) = st
+            .entries
+            .iter()
+            .filter(|(k, e)| k.2 != backend && e.pinned.is_some())
+            .find_map(|(_, e)| e.watcher.upgrade())
+        {
+            return Err(WakeError::Start {
+                path: w.path().to_owned(),
+                reason: format!(
+                    "cannot switch the wake backend to {backend}: the {} watcher of this file is \
+                     pinned by honker_epoch()/honker_wait() and epochs of different backends are \
+                     not comparable; choose the backend before the first wait",
+                    w.backend()
+                ),
+            });
+        }
+        *self.default_lock() = Ok(backend);
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
@@ -111,7 +199,21 @@ impl Hub {
     ///
     /// [`WakeError::Start`] when the file does not exist or cannot be watched.
     pub fn wake_for(&self, db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
-        Ok(self.get(db_path, false)?)
+        Ok(self.get(db_path, self.default_backend()?, false)?)
+    }
+
+    /// Like [`wake_for`](Hub::wake_for), with the given backend instead of the default.
+    ///
+    /// # Errors
+    ///
+    /// [`WakeError::NotCompiled`] when the backend's feature is off; [`WakeError::Start`] as
+    /// [`wake_for`](Hub::wake_for).
+    pub fn wake_for_with(
+        &self,
+        db_path: &Path,
+        backend: Backend,
+    ) -> Result<Arc<dyn WakeSource>, WakeError> {
+        Ok(self.get(db_path, backend, false)?)
     }
 
     /// Like [`wake_for`](Hub::wake_for), but the watcher is kept for the life of the process, so
@@ -122,7 +224,20 @@ impl Hub {
     ///
     /// As [`wake_for`](Hub::wake_for).
     pub fn pinned(&self, db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
-        Ok(self.get(db_path, true)?)
+        Ok(self.get(db_path, self.default_backend()?, true)?)
+    }
+
+    /// Like [`pinned`](Hub::pinned), with the given backend instead of the default.
+    ///
+    /// # Errors
+    ///
+    /// As [`wake_for_with`](Hub::wake_for_with).
+    pub fn pinned_with(
+        &self,
+        db_path: &Path,
+        backend: Backend,
+    ) -> Result<Arc<dyn WakeSource>, WakeError> {
+        Ok(self.get(db_path, backend, true)?)
     }
 
     /// Advance the epoch of the watcher of the file at `db_path`, if one runs in this Hub.
@@ -134,8 +249,8 @@ impl Hub {
         let Ok(id) = FileId::of(db_path) else {
             return;
         };
-        let live = self.lock().live(&id);
-        if let Some(w) = live {
+        let live = self.lock().all_live(&id);
+        for w in live {
             w.kick();
         }
     }
@@ -146,18 +261,19 @@ impl Hub {
         let Ok(id) = FileId::of(db_path) else {
             return 0;
         };
-        let live = self.lock().live(&id);
-        live.map_or(0, |w| w.waiters())
+        let live = self.lock().all_live(&id);
+        live.iter().map(|w| w.waiters()).sum()
     }
 
-    /// How many watchers are running (one per watched file).
+    /// How many watchers are running (one per watched file and backend).
     pub fn watcher_count(&self) -> usize {
         let mut st = self.lock();
         st.prune();
         st.entries.len()
     }
 
-    fn get(&self, db_path: &Path, pin: bool) -> Result<Arc<DataVersion>, WakeError> {
+    fn get(&self, db_path: &Path, backend: Backend, pin: bool) -> Result<Arc<Watch>, WakeError> {
+        backend.ensure_compiled()?;
         let id = FileId::of(db_path).map_err(|e| WakeError::Start {
             path: db_path.to_owned(),
             reason: format!("cannot stat: {e}"),
@@ -165,37 +281,38 @@ impl Hub {
         let base = {
             let mut st = self.lock();
             st.prune();
-            if let Some(w) = st.live(&id) {
+            if let Some(w) = st.live(&id, backend) {
                 return Ok(self.keep(&mut st, w, pin));
             }
             st.next_base()
         };
         // Start without the lock: opening can wait up to the busy budget, and kicks from
         // committing writers must not wait for it.
-        let fresh = Arc::new(DataVersion::start_with(
+        let fresh = Arc::new(Watch::start(
             db_path,
-            self.opts,
+            backend,
+            self.opts.arm(backend),
             self.pid_fn,
             base,
         )?);
         let mut st = self.lock();
         st.prune();
         let fresh_id = fresh.file_id();
-        if let Some(w) = st.live(&fresh_id) {
+        if let Some(w) = st.live(&fresh_id, backend) {
             // Another thread started one meanwhile: use it (ours stops when dropped below).
             let w = self.keep(&mut st, w, pin);
             drop(st);
             drop(fresh);
             return Ok(w);
         }
-        if let Some(old) = st.entries.remove(&fresh_id.key()) {
+        if let Some(old) = st.entries.remove(&key(&fresh_id, backend)) {
             // Same (device, inode) but another file (inode reuse) or a stopped watcher.
             if let Some(w) = old.watcher.upgrade() {
                 st.floor = st.floor.max(w.epoch().0 + 1);
             }
         }
         st.entries.insert(
-            fresh_id.key(),
+            key(&fresh_id, backend),
             Entry {
                 watcher: Arc::downgrade(&fresh),
                 pinned: None,
@@ -204,9 +321,9 @@ impl Hub {
         Ok(self.keep(&mut st, fresh, pin))
     }
 
-    fn keep(&self, st: &mut HubState, w: Arc<DataVersion>, pin: bool) -> Arc<DataVersion> {
+    fn keep(&self, st: &mut HubState, w: Arc<Watch>, pin: bool) -> Arc<Watch> {
         if pin {
-            if let Some(e) = st.entries.get_mut(&w.file_id().key()) {
+            if let Some(e) = st.entries.get_mut(&key(&w.file_id(), w.backend())) {
                 e.pinned.get_or_insert_with(|| w.clone());
             }
         }
@@ -224,7 +341,8 @@ impl fmt::Debug for Hub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hub")
             .field("watchers", &self.lock().entries.len())
-            .field("poll_interval", &self.opts.poll_interval)
+            .field("default", &*self.default_lock())
+            .field("opts", &self.opts)
             .finish_non_exhaustive()
     }
 }

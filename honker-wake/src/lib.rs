@@ -59,10 +59,25 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 #![forbid(unsafe_code)]
 
+mod backend;
 mod data_version;
 mod file_id;
 mod hub;
+#[cfg_attr(not(feature = "kernel"), path = "kernel/disabled.rs")]
+mod kernel;
+// The Kernel backend uses it only in its portable fallback (other systems, or
+// `--cfg honker_force_stat_poll`).
+#[cfg(any(feature = "stat", feature = "kernel"))]
+#[cfg_attr(not(feature = "stat"), allow(dead_code))]
+mod signature;
 pub mod sql;
+#[cfg_attr(not(feature = "stat"), path = "stat_poll/disabled.rs")]
+mod stat_poll;
+mod watch;
 
-pub use crate::data_version::{DataVersion, DataVersionOptions, WatcherStats};
+pub use crate::backend::{BACKEND_ENV, Backend, BackendOptions, UnknownBackend};
+pub use crate::data_version::{DataVersion, DataVersionOptions};
 pub use crate::hub::{Hub, wake_for};
+pub use crate::kernel::{Kernel, KernelOptions};
+pub use crate::stat_poll::{StatPoll, StatPollOptions};
+pub use crate::watch::WatcherStats;

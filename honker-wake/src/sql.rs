@@ -1,4 +1,5 @@
-//! The wake SQL functions: `honker_epoch()` and `honker_wait(epoch, timeout_ms)`.
+//! The wake SQL functions: `honker_epoch()`, `honker_wait(epoch, timeout_ms)` and
+//! `honker_wake_backend([name])`.
 //!
 //! Both talk to the process's pinned watcher of the calling connection's database file
 //! ([`Hub::pinned`](crate::Hub::pinned)), so an epoch from `honker_epoch()` can be passed to a
@@ -8,12 +9,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use honker_core::sql::{arg_non_negative, context_connection};
+use honker_core::sql::{arg_non_negative, arg_text, context_connection, sql_error};
 use honker_core::{Epoch, WakeSource};
 use rusqlite::Connection;
 use rusqlite::functions::{Context, FunctionFlags};
 
-use crate::Hub;
+use crate::{Backend, Hub};
 
 /// Register `honker_epoch()` and `honker_wait(epoch, timeout_ms)` on `conn`.
 ///
@@ -25,8 +26,16 @@ use crate::Hub;
 ///   the snapshot or lock held would hide or block the commit being waited for. While it blocks
 ///   it holds no read transaction.
 ///
+/// - `honker_wake_backend()` -> TEXT: the name of the backend the process's Hub uses by default
+///   (`data_version`, `stat` or `kernel`; set at start by the `HONKER_WAKE_BACKEND` environment
+///   variable). `honker_wake_backend(name)` makes `name` the default and returns it; call it
+///   before the first `honker_epoch()`/`honker_wait()` of the process (afterwards a switch is
+///   refused with `wake.start`, since epochs of different backends are not comparable). A backend
+///   not compiled into this build gives `wake.not_compiled`.
+///
 /// Errors have the form `honker: <code>: <message>` (`db.not_file` for in-memory and temporary
-/// databases, `arg.invalid`, `wake.replaced`, `wake.watcher_died`, `wake.start`).
+/// databases, `arg.invalid`, `wake.replaced`, `wake.watcher_died`, `wake.start`,
+/// `wake.not_compiled`).
 ///
 /// # Errors
 ///
@@ -51,6 +60,31 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
             .wait_past(Epoch(seen as u64), deadline)
             .map_err(|e| rusqlite::Error::from(honker_core::Error::from(e)))?;
         Ok(to_sql(now))
+    })?;
+    conn.create_scalar_function("honker_wake_backend", -1, flags, |ctx| {
+        let wake_error =
+            |e: honker_core::WakeError| rusqlite::Error::from(honker_core::Error::from(e));
+        match ctx.len() {
+            0 => {}
+            1 => {
+                let name = arg_text(ctx, 0, "backend")?;
+                let backend: Backend = name
+                    .parse()
+                    .map_err(|e: crate::UnknownBackend| sql_error(e.code(), e, None))?;
+                Hub::global()
+                    .set_default_backend(backend)
+                    .map_err(wake_error)?;
+            }
+            n => {
+                return Err(sql_error(
+                    "arg.invalid",
+                    format!("honker_wake_backend takes 0 or 1 arguments, got {n}"),
+                    None,
+                ));
+            }
+        }
+        let backend = Hub::global().default_backend().map_err(wake_error)?;
+        Ok(backend.name())
     })?;
     Ok(())
 }

@@ -1,8 +1,11 @@
-//! The default wake backend: a thread with its own read-only connection that polls
-//! `PRAGMA data_version` while somebody waits, and parks while nobody does.
+//! The watcher machinery every backend shares: one thread with its own read-only connection whose
+//! `PRAGMA data_version` decides when the epoch advances, fed by a backend-specific [`Trigger`]
+//! that says when to look (a timer, a `stat` change, a kernel event).
 //!
 //! `data_version` changes whenever *another* connection commits, so the watcher's connection never
-//! writes and every application connection (same process or not) counts as "another".
+//! writes and every application connection (same process or not) counts as "another". A trigger
+//! only ever gives hints: the epoch advances only when `data_version` moved (DESIGN.md §2), except
+//! for a kernel queue overflow, which is a wake by itself.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -15,9 +18,10 @@ use std::{fmt, io};
 use honker_core::{Epoch, EpochCell, WakeError, WakeSource};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use crate::backend::Backend;
 use crate::file_id::FileId;
 
-/// How often a polling watcher `stat`s the path to notice a replaced or deleted file.
+/// How often a watcher `stat`s the path to notice a replaced or deleted file.
 const STAT_EVERY: Duration = Duration::from_millis(250);
 /// How long `start` keeps retrying a busy baseline read before giving up.
 const START_BUSY_BUDGET: Duration = Duration::from_secs(5);
@@ -25,29 +29,17 @@ const START_BUSY_BUDGET: Duration = Duration::from_secs(5);
 const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
 /// The longest pause between reconnect attempts while polls fail.
 const MAX_BACKOFF: Duration = Duration::from_millis(100);
-/// A zero interval would spin a core; this is the floor.
-const MIN_POLL_INTERVAL: Duration = Duration::from_micros(100);
+
+/// After a hint, `data_version` is polled back to back (yielding the CPU in between) this long...
+const SETTLE_SPIN: Duration = Duration::from_micros(300);
+/// ...then every [`SETTLE_FAST_STEP`] until this long after the last hint or change...
+const SETTLE_FAST: Duration = Duration::from_millis(2);
+const SETTLE_FAST_STEP: Duration = Duration::from_micros(50);
+/// ...then at doubling intervals from 1 ms, until this long after the last hint or change.
+const SETTLE_TAIL: Duration = Duration::from_millis(100);
 
 /// Where a watcher learns which process it runs in: `std::process::id` outside tests.
 pub(crate) type PidFn = fn() -> u32;
-
-/// Options of the [`DataVersion`] backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DataVersionOptions {
-    /// How often the watcher runs `PRAGMA data_version` while at least one thread waits.
-    ///
-    /// The default, 1 ms, bounds cross-process wake latency at about 1 ms. Values below 100 µs are
-    /// raised to 100 µs. A watcher with no waiter does not poll at all.
-    pub poll_interval: Duration,
-}
-
-impl Default for DataVersionOptions {
-    fn default() -> DataVersionOptions {
-        DataVersionOptions {
-            poll_interval: Duration::from_millis(1),
-        }
-    }
-}
 
 /// Counters of a running watcher, for diagnostics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,69 +53,102 @@ pub struct WatcherStats {
     pub errors: u64,
     /// Times the watcher replaced its connection after an error (each fired one wake).
     pub reconnects: u64,
+    /// Hints from the backend's trigger (a `stat` change, a kernel event); always 0 for
+    /// [`DataVersion`](crate::DataVersion).
+    pub hints: u64,
+    /// Kernel event queue overflows (each one is a wake).
+    pub overflows: u64,
 }
 
-/// The `PRAGMA data_version` wake backend: one thread and one read-only connection per instance.
+/// What a trigger reports when its wait ends.
+// Hints, overflows and moves come only from the optional backends.
+#[cfg_attr(not(all(feature = "stat", feature = "kernel")), allow(dead_code))]
+#[derive(Debug)]
+pub(crate) enum Signal {
+    /// The deadline passed (or the trigger returned early for no reason worth reporting).
+    Due,
+    /// Something about the database files changed: confirm with `data_version`.
+    Hint,
+    /// Events were lost: wake, then confirm.
+    Overflow,
+    /// The database's name was removed or renamed: `stat` it now.
+    Moved,
+}
+
+/// The backend-specific half of a watcher: tells the watcher thread when to look.
+pub(crate) trait Trigger: Send {
+    /// Block until a hint arrives or `until` passes, returning early once `quit()` is true (it
+    /// is true when the watcher should stop or park).
+    fn wait(&mut self, until: Instant, quit: &dyn Fn() -> bool) -> Signal;
+}
+
+/// Wakes a trigger blocked in [`Trigger::wait`] from another thread (shutdown, a new waiter).
+pub(crate) trait Stopper: Send + Sync {
+    fn wake(&self);
+}
+
+/// A trigger ready to run, as a backend builds it before the watcher reads its baseline.
+pub(crate) struct Armed {
+    pub(crate) trigger: Box<dyn Trigger>,
+    pub(crate) stopper: Option<Arc<dyn Stopper>>,
+    /// How often `data_version` is polled with no hint at all.
+    pub(crate) floor: Duration,
+    /// For the raw-event control test only: advance the epoch on every hint, unconfirmed.
+    pub(crate) trust_hints: bool,
+}
+
+/// A timer trigger: the [`DataVersion`](crate::DataVersion) backend, and the fallback of others.
+pub(crate) struct Sleep;
+
+impl Trigger for Sleep {
+    fn wait(&mut self, until: Instant, quit: &dyn Fn() -> bool) -> Signal {
+        // Sleeps are short (one poll interval) except while failing; check `quit` every 10 ms.
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || quit() {
+                return Signal::Due;
+            }
+            thread::sleep(left.min(Duration::from_millis(10)));
+        }
+    }
+}
+
+/// Builds the trigger of one backend for one file.
+pub(crate) type Arm = Arc<dyn Fn(&Path) -> Result<Armed, WakeError> + Send + Sync>;
+
+/// A watched file: one watcher thread per process (a fresh one after a `fork`).
 ///
-/// The baseline `data_version` is read before [`start`](DataVersion::start) returns, so a commit
-/// that lands after `start` returns always advances the epoch. The thread polls only while some
-/// thread is blocked in [`wait_past`](WakeSource::wait_past); with no waiter it parks and costs
-/// nothing. While polling it also `stat`s the path every 250 ms, and fails every wait with
-/// [`WakeError::Replaced`] once the file was replaced or deleted.
-///
-/// Dropping the value stops and joins the thread. After a `fork`, a handle used in the child (where
-/// the thread does not exist) starts a fresh watcher on first use, whose epochs are above every
-/// epoch the parent handed out, so a wait on an epoch sampled before the fork returns at once.
-///
-/// Prefer [`Hub::wake_for`](crate::Hub::wake_for), which shares one watcher per file among all
-/// waiters of the process.
-pub struct DataVersion {
+/// The public backends ([`DataVersion`](crate::DataVersion), [`StatPoll`](crate::StatPoll),
+/// [`Kernel`](crate::Kernel)) are thin wrappers around it; the Hub shares it directly.
+pub(crate) struct Watch {
     path: PathBuf,
-    opts: DataVersionOptions,
+    backend: Backend,
+    arm: Arm,
     pid_fn: PidFn,
     first: Watcher,
     /// The watcher started in a forked child, if this handle crossed a `fork`.
     forked: Mutex<Option<Arc<Watcher>>>,
 }
 
-impl DataVersion {
-    /// Start watching the database file at `db_path`.
-    ///
-    /// # Errors
-    ///
-    /// [`WakeError::Start`] when the file does not exist, is not an SQLite database, stays locked
-    /// for 5 s, or the thread cannot be spawned.
-    pub fn start(db_path: &Path, opts: DataVersionOptions) -> Result<DataVersion, WakeError> {
-        DataVersion::start_with(db_path, opts, std::process::id, 0)
-    }
-
-    /// Like [`start`](DataVersion::start), but the process id comes from `pid_fn`, so tests can
-    /// pretend the handle crossed a `fork` (the real `fork` needs `unsafe`, which this crate
-    /// forbids; the extension's tests fork for real). Not part of the stable API.
-    #[doc(hidden)]
-    pub fn start_with_pid_fn(
+impl Watch {
+    /// Start watching `db_path` with epochs counting from `base` (the Hub starts replacements
+    /// above old epochs).
+    pub(crate) fn start(
         db_path: &Path,
-        opts: DataVersionOptions,
-        pid_fn: fn() -> u32,
-    ) -> Result<DataVersion, WakeError> {
-        DataVersion::start_with(db_path, opts, pid_fn, 0)
-    }
-
-    /// Start with epochs counting from `base` (the Hub starts replacements above old epochs).
-    pub(crate) fn start_with(
-        db_path: &Path,
-        opts: DataVersionOptions,
+        backend: Backend,
+        arm: Arm,
         pid_fn: PidFn,
         base: u64,
-    ) -> Result<DataVersion, WakeError> {
+    ) -> Result<Watch, WakeError> {
         let path = std::fs::canonicalize(db_path).map_err(|e| WakeError::Start {
             path: db_path.to_owned(),
             reason: format!("cannot resolve the path: {e}"),
         })?;
-        let first = Watcher::start(&path, opts, pid_fn, base)?;
-        Ok(DataVersion {
+        let first = Watcher::start(&path, &arm, pid_fn, base)?;
+        Ok(Watch {
             path,
-            opts,
+            backend,
+            arm,
             pid_fn,
             first,
             forked: Mutex::new(None),
@@ -131,23 +156,27 @@ impl DataVersion {
     }
 
     /// The watched file (canonical path).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// How many threads are blocked in `wait_past` on this watcher now.
-    pub fn waiters(&self) -> usize {
+    pub(crate) fn waiters(&self) -> usize {
         self.peek().map_or(0, |w| w.shared.cell.waiters())
     }
 
     /// The counters of this process's watcher.
-    pub fn stats(&self) -> WatcherStats {
+    pub(crate) fn stats(&self) -> WatcherStats {
         self.peek()
             .map_or_else(WatcherStats::default, |w| w.shared.stats())
     }
 
     /// Whether the watcher of this process stopped for good (file replaced, watcher died).
-    pub fn has_failed(&self) -> bool {
+    pub(crate) fn has_failed(&self) -> bool {
         self.peek()
             .is_some_and(|w| w.shared.cell.failure().is_some())
     }
@@ -188,7 +217,7 @@ impl DataVersion {
         // The parent's thread does not exist in this process and its cell may have been locked by
         // a thread that is gone: leave both alone and start above every epoch handed out so far.
         let base = self.frozen_epoch(forked.as_ref()).0 + 1;
-        let w = Arc::new(Watcher::start(&self.path, self.opts, self.pid_fn, base)?);
+        let w = Arc::new(Watcher::start(&self.path, &self.arm, self.pid_fn, base)?);
         // Dropping a watcher of another process only forgets it (see `Watcher::drop`).
         *forked = Some(w.clone());
         Ok(Current::Forked(w))
@@ -201,7 +230,7 @@ impl DataVersion {
     }
 }
 
-impl WakeSource for DataVersion {
+impl WakeSource for Watch {
     fn epoch(&self) -> Epoch {
         match self.peek() {
             Some(w) => w.shared.epoch(),
@@ -224,12 +253,12 @@ impl WakeSource for DataVersion {
     }
 }
 
-impl fmt::Debug for DataVersion {
+impl fmt::Debug for Watch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DataVersion")
+        f.debug_struct("Watch")
+            .field("backend", &self.backend)
             .field("path", &self.path)
             .field("epoch", &self.epoch())
-            .field("poll_interval", &self.opts.poll_interval)
             .finish_non_exhaustive()
     }
 }
@@ -259,6 +288,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One watcher thread and what it shares with the handles.
 struct Watcher {
     shared: Arc<Shared>,
+    stopper: Option<Arc<dyn Stopper>>,
     /// The process that spawned the thread.
     pid: u32,
     pid_fn: PidFn,
@@ -266,13 +296,10 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn start(
-        path: &Path,
-        opts: DataVersionOptions,
-        pid_fn: PidFn,
-        base: u64,
-    ) -> Result<Watcher, WakeError> {
-        let interval = opts.poll_interval.max(MIN_POLL_INTERVAL);
+    fn start(path: &Path, arm: &Arm, pid_fn: PidFn, base: u64) -> Result<Watcher, WakeError> {
+        // Arm the trigger before the baseline is read: a commit after the baseline then always
+        // raises a hint (or moves the floor poll).
+        let armed = arm(path)?;
         let (id, poller) = connect_stable(path)?;
         let shared = Arc::new(Shared {
             cell: EpochCell::new(),
@@ -284,17 +311,21 @@ impl Watcher {
             busy_skips: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            hints: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
         });
+        let stopper = armed.stopper.clone();
         let thread_shared = shared.clone();
         let thread = thread::Builder::new()
             .name("honker-wake".into())
-            .spawn(move || watch(&thread_shared, poller, interval))
+            .spawn(move || watch(&thread_shared, poller, armed))
             .map_err(|e| WakeError::Start {
                 path: path.to_owned(),
                 reason: format!("cannot spawn the watcher thread: {e}"),
             })?;
         Ok(Watcher {
             shared,
+            stopper,
             pid: pid_fn(),
             pid_fn,
             thread: Some(thread),
@@ -318,6 +349,9 @@ impl Drop for Watcher {
         // park, so nudge until the thread has gone.
         while !thread.is_finished() {
             self.shared.cell.nudge_watcher();
+            if let Some(s) = &self.stopper {
+                s.wake();
+            }
             thread::sleep(Duration::from_micros(100));
         }
         // The thread catches its own panics, so join cannot fail.
@@ -337,6 +371,8 @@ struct Shared {
     busy_skips: AtomicU64,
     errors: AtomicU64,
     reconnects: AtomicU64,
+    hints: AtomicU64,
+    overflows: AtomicU64,
 }
 
 impl Shared {
@@ -362,6 +398,8 @@ impl Shared {
             busy_skips: self.busy_skips.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
+            hints: self.hints.load(Ordering::Relaxed),
+            overflows: self.overflows.load(Ordering::Relaxed),
         }
     }
 
@@ -406,8 +444,8 @@ fn connect_stable(path: &Path) -> Result<(FileId, Poller), WakeError> {
 
 /// The thread's body: run the poll loop, and turn every way it can end other than a stop into a
 /// failure that waiters see.
-fn watch(shared: &Shared, poller: Poller, interval: Duration) {
-    let outcome = catch_unwind(AssertUnwindSafe(|| poll_loop(shared, poller, interval)));
+fn watch(shared: &Shared, poller: Poller, armed: Armed) {
+    let outcome = catch_unwind(AssertUnwindSafe(|| poll_loop(shared, poller, armed)));
     let err = match outcome {
         Ok(Ok(())) => return,
         Ok(Err(e)) => e,
@@ -426,59 +464,135 @@ fn watch(shared: &Shared, poller: Poller, interval: Duration) {
     shared.cell.fail(err);
 }
 
-fn poll_loop(shared: &Shared, mut poller: Poller, interval: Duration) -> Result<(), WakeError> {
+/// When to poll `data_version` after a hint: back to back at first (in WAL mode the event comes
+/// before the commit is visible, typically by tens of microseconds), then less and less often.
+#[derive(Debug, Default)]
+struct Settle {
+    /// The last hint, or the last change of `data_version` seen while settling.
+    since: Option<Instant>,
+    tail_step: Duration,
+}
+
+impl Settle {
+    fn restart(&mut self, now: Instant) {
+        self.since = Some(now);
+        self.tail_step = Duration::ZERO;
+    }
+
+    /// `data_version` moved: another commit may be right behind it, keep looking closely.
+    fn moved(&mut self, now: Instant) {
+        if self.since.is_some() {
+            self.restart(now);
+        }
+    }
+
+    /// The next poll while settling; `None` once settled.
+    fn next(&mut self, now: Instant) -> Option<Instant> {
+        let since = now.saturating_duration_since(self.since?);
+        if since < SETTLE_SPIN {
+            Some(now)
+        } else if since < SETTLE_FAST {
+            Some(now + SETTLE_FAST_STEP)
+        } else if since < SETTLE_TAIL {
+            self.tail_step = (self.tail_step * 2).max(Duration::from_millis(1));
+            Some(now + self.tail_step)
+        } else {
+            self.since = None;
+            None
+        }
+    }
+}
+
+fn poll_loop(shared: &Shared, mut poller: Poller, mut armed: Armed) -> Result<(), WakeError> {
     let mut next_stat = Instant::now() + STAT_EVERY;
+    let mut next_check = Instant::now();
     let mut failing_since: Option<Instant> = None;
-    let mut pause = interval;
+    let mut pause = armed.floor;
+    let mut settle = Settle::default();
+    let quit = || shared.stop.load(Ordering::Acquire) || shared.cell.waiters() == 0;
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return Ok(());
         }
         if shared.cell.waiters() == 0 {
             shared.cell.park_watcher(None);
-            // A waiter may arrive long after the last stat: look at the file on the first poll.
-            next_stat = Instant::now();
+            // A waiter may arrive long after the last look: look at the file and at
+            // `data_version` at once (hints that came meanwhile were only hints).
+            let now = Instant::now();
+            next_stat = now;
+            next_check = now;
             continue;
         }
-        Shared::bump(&shared.polls);
-        match poller.poll() {
-            Poll::Same => failing_since = None,
-            Poll::Changed => {
-                failing_since = None;
-                shared.cell.advance();
-            }
-            Poll::Reconnected => {
-                // A commit may have landed between the old baseline and the new one.
-                failing_since = None;
-                Shared::bump(&shared.reconnects);
-                shared.cell.advance();
-            }
-            Poll::Busy => Shared::bump(&shared.busy_skips),
-            Poll::Failed(e) => {
-                Shared::bump(&shared.errors);
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= GIVE_UP_AFTER {
-                    shared.check_file()?;
-                    return Err(WakeError::WatcherDied {
-                        path: shared.path.clone(),
-                        reason: format!("PRAGMA data_version kept failing: {e}"),
-                    });
+        let now = Instant::now();
+        if now >= next_check {
+            Shared::bump(&shared.polls);
+            match poller.poll() {
+                Poll::Same => failing_since = None,
+                Poll::Changed => {
+                    failing_since = None;
+                    shared.cell.advance();
+                    settle.moved(now);
+                }
+                Poll::Reconnected => {
+                    // A commit may have landed between the old baseline and the new one.
+                    failing_since = None;
+                    Shared::bump(&shared.reconnects);
+                    shared.cell.advance();
+                }
+                Poll::Busy => Shared::bump(&shared.busy_skips),
+                Poll::Failed(e) => {
+                    Shared::bump(&shared.errors);
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= GIVE_UP_AFTER {
+                        shared.check_file()?;
+                        return Err(WakeError::WatcherDied {
+                            path: shared.path.clone(),
+                            reason: format!("PRAGMA data_version kept failing: {e}"),
+                        });
+                    }
                 }
             }
+            // Back off while the connection keeps failing, so a broken file does not cost a
+            // reopen per millisecond.
+            let now = Instant::now();
+            next_check = if failing_since.is_some() {
+                pause = (pause * 2).min(MAX_BACKOFF);
+                now + pause
+            } else {
+                pause = armed.floor;
+                settle.next(now).unwrap_or(now + armed.floor)
+            };
         }
         let now = Instant::now();
         if now >= next_stat {
             next_stat = now + STAT_EVERY;
             shared.check_file()?;
         }
-        // Back off while the connection keeps failing, so a broken file does not cost a reopen
-        // per millisecond.
-        pause = if failing_since.is_some() {
-            (pause * 2).min(MAX_BACKOFF)
-        } else {
-            interval
-        };
-        thread::sleep(pause);
+        if next_check <= now {
+            // Settling closely: give the committing thread the CPU, then look again.
+            thread::yield_now();
+        }
+        match armed.trigger.wait(next_check.min(next_stat), &quit) {
+            Signal::Due => {}
+            Signal::Hint => {
+                Shared::bump(&shared.hints);
+                if armed.trust_hints {
+                    shared.cell.advance();
+                }
+                let now = Instant::now();
+                settle.restart(now);
+                next_check = now;
+            }
+            Signal::Overflow => {
+                Shared::bump(&shared.overflows);
+                // Events were dropped: any of them may have been a commit.
+                shared.cell.advance();
+                let now = Instant::now();
+                settle.restart(now);
+                next_check = now;
+            }
+            Signal::Moved => next_stat = Instant::now(),
+        }
     }
 }
 
