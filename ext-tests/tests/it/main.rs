@@ -12,4 +12,5 @@ mod cli;
 mod cross;
 mod floor;
 mod hosts;
+mod stream;
 mod support;
