@@ -28,6 +28,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("schema/v1_pubsub.sql"),
     },
     Migration {
+        version: 2,
+        what: "job queue: options, jobs, dead letters, results, locks, rate limits",
+        sql: include_str!("schema/v2_queue.sql"),
+    },
+    Migration {
         version: 3,
         what: "durable streams, consumer offsets, topic policies",
         sql: include_str!("schema/v3_streams.sql"),

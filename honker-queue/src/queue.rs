@@ -1,0 +1,887 @@
+//! The queue's life cycle: enqueue, claim under a fencing lease, ack, retry, release, fail,
+//! heartbeat, and the bounded sweeps (due jobs, expired leases, expired jobs) a claim runs first.
+
+use std::fmt;
+use std::sync::Arc;
+
+use honker_core::{Clock, Millis, SystemClock, write_atomically};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+use crate::job::{ClaimedJob, JobId, LeaseToken, QueueStats, RetryOutcome};
+use crate::options::{EnqueueOptions, QueueOptions, QueueOptionsPatch};
+
+/// The longest queue, lock or rate-limit name, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// The most jobs one claim hands out.
+pub const MAX_CLAIM: usize = 10_000;
+/// Upper bound of rows each sweep of a claim moves (due jobs promoted, expired leases reclaimed,
+/// expired jobs buried): a claim's cost stays bounded however much became due at once.
+pub const SWEEP_LIMIT: i64 = 1024;
+
+pub(crate) const STATE_READY: i64 = 0;
+pub(crate) const STATE_SCHEDULED: i64 = 1;
+
+/// A named queue: a value (name + clock), not a connection. Cheap to clone; every operation
+/// takes the caller's connection and runs in the caller's transaction when there is one.
+#[derive(Clone)]
+pub struct Queue {
+    name: Arc<str>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Check a queue, lock or rate-limit name: 1 to [`MAX_NAME_BYTES`] bytes, no control characters.
+///
+/// # Errors
+///
+/// [`Error::BadName`] (`queue.bad_name`).
+pub fn check_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "is empty"
+    } else if name.len() > MAX_NAME_BYTES {
+        "is longer than 256 bytes"
+    } else if name.chars().any(char::is_control) {
+        "holds a control character"
+    } else {
+        return Ok(());
+    };
+    Err(Error::BadName {
+        shown: name.chars().take(64).collect(),
+        reason,
+    })
+}
+
+/// A live job row as it leaves `honker_jobs` for the dead letters.
+struct Leaving {
+    id: i64,
+    queue: String,
+    payload: String,
+    priority: i64,
+    attempts: i64,
+    max_attempts: i64,
+    dedup_key: Option<String>,
+    last_error: Option<String>,
+    created_ms: i64,
+}
+
+const LEAVING_COLUMNS: &str =
+    "id, queue, payload, priority, attempts, max_attempts, dedup_key, last_error, created_ms";
+
+fn leaving(r: &rusqlite::Row<'_>) -> rusqlite::Result<Leaving> {
+    Ok(Leaving {
+        id: r.get(0)?,
+        queue: r.get(1)?,
+        payload: r.get(2)?,
+        priority: r.get(3)?,
+        attempts: r.get(4)?,
+        max_attempts: r.get(5)?,
+        dedup_key: r.get(6)?,
+        last_error: r.get(7)?,
+        created_ms: r.get(8)?,
+    })
+}
+
+/// What a claim's probe saw, in one read.
+#[derive(Debug, Default)]
+struct Probe {
+    paused: bool,
+    lease_ms: Option<i64>,
+    has_ready: bool,
+    next_scheduled: Option<i64>,
+    next_lease_end: Option<i64>,
+    next_expiry: Option<i64>,
+}
+
+impl Probe {
+    fn earliest(&self) -> Option<i64> {
+        [self.next_scheduled, self.next_lease_end, self.next_expiry]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+impl Queue {
+    /// A queue named `name`, on the system clock.
+    ///
+    /// # Errors
+    ///
+    /// `queue.bad_name` (see [`check_name`]).
+    pub fn new(name: &str) -> Result<Queue> {
+        Queue::with_clock(name, Arc::new(SystemClock))
+    }
+
+    /// A queue named `name` whose times come from `clock` (a settable one in tests).
+    ///
+    /// # Errors
+    ///
+    /// `queue.bad_name`.
+    pub fn with_clock(name: &str, clock: Arc<dyn Clock>) -> Result<Queue> {
+        check_name(name)?;
+        Ok(Queue {
+            name: name.into(),
+            clock,
+        })
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The clock this queue reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now().get()
+    }
+
+    /// The queue's stored options, or the defaults when none are stored.
+    ///
+    /// # Errors
+    ///
+    /// SQLite errors.
+    pub fn options(&self, conn: &Connection) -> Result<QueueOptions> {
+        let stored = conn
+            .prepare_cached(
+                "SELECT lease_ms, max_attempts, backoff_base_ms, backoff_cap_ms, dead_retention_ms,
+                        max_payload_bytes, paused
+                 FROM honker_queues WHERE name = ?1",
+            )?
+            .query_row([&*self.name], |r| {
+                Ok(QueueOptions {
+                    lease_ms: r.get(0)?,
+                    max_attempts: r.get(1)?,
+                    backoff_base_ms: r.get(2)?,
+                    backoff_cap_ms: r.get(3)?,
+                    dead_retention_ms: r.get(4)?,
+                    max_payload_bytes: r.get::<_, i64>(5)?.try_into().unwrap_or(usize::MAX),
+                    paused: r.get(6)?,
+                })
+            })
+            .optional()?;
+        Ok(stored.unwrap_or_default())
+    }
+
+    /// Change some of the queue's options; returns them all as now stored.
+    ///
+    /// # Errors
+    ///
+    /// `queue.bad_option` for a value out of range (nothing written); SQLite errors.
+    pub fn configure(&self, conn: &Connection, patch: &QueueOptionsPatch) -> Result<QueueOptions> {
+        let now = self.now();
+        let opts = write_atomically(conn, |c| {
+            let o = patch.apply(&self.options(c).map_err(core)?).map_err(core)?;
+            c.prepare_cached(
+                "INSERT INTO honker_queues (name, lease_ms, max_attempts, backoff_base_ms,
+                     backoff_cap_ms, dead_retention_ms, max_payload_bytes, paused, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (name) DO UPDATE SET lease_ms = excluded.lease_ms,
+                     max_attempts = excluded.max_attempts, backoff_base_ms = excluded.backoff_base_ms,
+                     backoff_cap_ms = excluded.backoff_cap_ms,
+                     dead_retention_ms = excluded.dead_retention_ms,
+                     max_payload_bytes = excluded.max_payload_bytes, paused = excluded.paused,
+                     updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![
+                &*self.name,
+                o.lease_ms,
+                o.max_attempts,
+                o.backoff_base_ms,
+                o.backoff_cap_ms,
+                o.dead_retention_ms,
+                i64::try_from(o.max_payload_bytes).unwrap_or(i64::MAX),
+                o.paused,
+                now
+            ])?;
+            Ok(o)
+        })
+        .map_err(uncore)?;
+        honker_core::kick_after_commit(conn);
+        Ok(opts)
+    }
+
+    /// Enqueue one job in the caller's transaction (or its own, in autocommit); returns its id.
+    ///
+    /// With a `dedup_key` held by a live job of this queue, returns that job's id and writes
+    /// nothing. After an autocommit write, same-process waiters are kicked.
+    ///
+    /// # Errors
+    ///
+    /// `queue.bad_option`, `payload.not_json`, `payload.too_large` (nothing written); SQLite errors.
+    pub fn enqueue(
+        &self,
+        conn: &Connection,
+        payload: &str,
+        opts: &EnqueueOptions,
+    ) -> Result<JobId> {
+        opts.validate()?;
+        let qopts = self.options(conn)?;
+        honker_core::payload::check_json(payload, qopts.max_payload_bytes)?;
+        let now = self.now();
+        let id = if opts.dedup_key.is_some() {
+            // Insert-or-find must see one snapshot: the holder could be acked in between.
+            write_atomically(conn, |c| {
+                self.insert(c, payload, opts, &qopts, now).map_err(core)
+            })
+            .map_err(uncore)?
+        } else {
+            self.insert(conn, payload, opts, &qopts, now)?
+        };
+        honker_core::kick_after_commit(conn);
+        Ok(id)
+    }
+
+    /// Enqueue many jobs with the same options, all or none; returns their ids in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue`](Queue::enqueue); one bad payload refuses the whole batch.
+    pub fn enqueue_batch(
+        &self,
+        conn: &Connection,
+        payloads: &[&str],
+        opts: &EnqueueOptions,
+    ) -> Result<Vec<JobId>> {
+        opts.validate()?;
+        let qopts = self.options(conn)?;
+        for p in payloads {
+            honker_core::payload::check_json(p, qopts.max_payload_bytes)?;
+        }
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let ids = write_atomically(conn, |c| {
+            payloads
+                .iter()
+                .map(|p| self.insert(c, p, opts, &qopts, now).map_err(core))
+                .collect::<honker_core::Result<Vec<_>>>()
+        })
+        .map_err(uncore)?;
+        honker_core::kick_after_commit(conn);
+        Ok(ids)
+    }
+
+    fn insert(
+        &self,
+        conn: &Connection,
+        payload: &str,
+        opts: &EnqueueOptions,
+        qopts: &QueueOptions,
+        now: i64,
+    ) -> Result<JobId> {
+        let run_at = opts.run_at(now);
+        let state = if run_at <= now {
+            STATE_READY
+        } else {
+            STATE_SCHEDULED
+        };
+        let inserted = conn
+            .prepare_cached(
+                "INSERT INTO honker_jobs (queue, state, payload, priority, run_at, attempts,
+                     max_attempts, expires_at, dedup_key, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9)
+                 ON CONFLICT DO NOTHING
+                 RETURNING id",
+            )?
+            .query_row(
+                params![
+                    &*self.name,
+                    state,
+                    payload,
+                    opts.priority,
+                    run_at,
+                    opts.max_attempts.unwrap_or(qopts.max_attempts),
+                    opts.expires_at(now),
+                    opts.dedup_key,
+                    now
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match inserted {
+            Some(id) => Ok(JobId(id)),
+            None => {
+                let existing = conn
+                    .prepare_cached(
+                        "SELECT id FROM honker_jobs
+                         WHERE queue = ?1 AND dedup_key = ?2 AND dedup_key IS NOT NULL",
+                    )?
+                    .query_row(params![&*self.name, opts.dedup_key], |r| r.get(0))?;
+                Ok(JobId(existing))
+            }
+        }
+    }
+
+    fn probe(&self, conn: &Connection) -> Result<Probe> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT (SELECT paused FROM honker_queues WHERE name = ?1),
+                        (SELECT lease_ms FROM honker_queues WHERE name = ?1),
+                        EXISTS (SELECT 1 FROM honker_jobs WHERE queue = ?1 AND state = 0),
+                        (SELECT run_at FROM honker_jobs WHERE queue = ?1 AND state = 1
+                         ORDER BY run_at LIMIT 1),
+                        (SELECT lease_expires FROM honker_jobs WHERE queue = ?1 AND state = 2
+                         ORDER BY lease_expires LIMIT 1),
+                        (SELECT expires_at FROM honker_jobs
+                         WHERE queue = ?1 AND expires_at IS NOT NULL ORDER BY expires_at LIMIT 1)",
+            )?
+            .query_row([&*self.name], |r| {
+                Ok(Probe {
+                    paused: r.get::<_, Option<bool>>(0)?.unwrap_or(false),
+                    lease_ms: r.get(1)?,
+                    has_ready: r.get(2)?,
+                    next_scheduled: r.get(3)?,
+                    next_lease_end: r.get(4)?,
+                    next_expiry: r.get(5)?,
+                })
+            })?)
+    }
+
+    /// Claim up to `n` due jobs for `worker`, in order `priority DESC, run_at ASC, id ASC`, each
+    /// under a fresh lease token for `lease_ms` (default: the queue's `lease_ms`).
+    ///
+    /// First, bounded by [`SWEEP_LIMIT`] rows each: jobs past `expires_at` go to the dead letters
+    /// (`expired`), running jobs whose lease ran out go back to pending or, with no attempts
+    /// left, to the dead letters (`attempts exhausted`), and due scheduled jobs become pending.
+    /// Attempts count at claim. When nothing is due, nothing is written and no write lock is
+    /// taken. A paused queue hands out nothing.
+    ///
+    /// # Errors
+    ///
+    /// `arg.invalid` for `lease_ms < 1`; SQLite errors (`db.busy`).
+    pub fn claim(
+        &self,
+        conn: &Connection,
+        worker: &str,
+        n: usize,
+        lease_ms: Option<i64>,
+    ) -> Result<Vec<ClaimedJob>> {
+        if let Some(l) = lease_ms.filter(|l| *l < 1) {
+            return Err(honker_core::Error::InvalidArgument {
+                name: "lease_ms",
+                reason: format!("must be >= 1, got {l}"),
+            }
+            .into());
+        }
+        let n = n.min(MAX_CLAIM);
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let probe = self.probe(conn)?;
+        if probe.paused || (!probe.has_ready && probe.earliest().is_none_or(|t| t > now)) {
+            return Ok(Vec::new());
+        }
+        let lease = lease_ms
+            .or(probe.lease_ms)
+            .unwrap_or(QueueOptions::default().lease_ms);
+        let mut jobs = write_atomically(conn, |c| {
+            self.sweep(c, &probe, now).map_err(core)?;
+            let jobs = c
+                .prepare_cached(
+                    "UPDATE honker_jobs SET state = 2, attempts = attempts + 1,
+                         lease_token = (SELECT value FROM honker_meta WHERE key = 'queue_lease_seq') + c.rn,
+                         lease_expires = ?3, worker = ?4
+                     FROM (SELECT id AS cid, row_number() OVER () AS rn
+                           FROM (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0
+                                 ORDER BY priority DESC, run_at, id LIMIT ?2)) AS c
+                     WHERE honker_jobs.id = c.cid
+                     RETURNING id, payload, attempts, max_attempts, lease_token, priority, run_at",
+                )?
+                .query_map(
+                    params![
+                        &*self.name,
+                        n as i64,
+                        now.saturating_add(lease),
+                        worker
+                    ],
+                    |r| {
+                        Ok((
+                            ClaimedJob {
+                                id: r.get(0)?,
+                                queue: self.name.to_string(),
+                                payload: r.get(1)?,
+                                attempts: r.get(2)?,
+                                max_attempts: r.get(3)?,
+                                lease_token: r.get(4)?,
+                                lease_expires: Millis(now.saturating_add(lease)),
+                                priority: r.get(5)?,
+                            },
+                            r.get::<_, i64>(6)?,
+                        ))
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if !jobs.is_empty() {
+                c.prepare_cached(
+                    "UPDATE honker_meta SET value = value + ?1 WHERE key = 'queue_lease_seq'",
+                )?
+                .execute([jobs.len() as i64])?;
+            }
+            Ok(jobs)
+        })
+        .map_err(uncore)?;
+        jobs.sort_by(|(a, ra), (b, rb)| {
+            b.priority
+                .cmp(&a.priority)
+                .then(ra.cmp(rb))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(jobs.into_iter().map(|(j, _)| j).collect())
+    }
+
+    /// The sweeps a claim runs first; each is one indexed range, bounded by [`SWEEP_LIMIT`].
+    fn sweep(&self, conn: &Connection, probe: &Probe, now: i64) -> Result<()> {
+        if probe.next_expiry.is_some_and(|t| t <= now) {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "DELETE FROM honker_jobs WHERE id IN
+                         (SELECT id FROM honker_jobs
+                          WHERE queue = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2
+                          ORDER BY expires_at LIMIT ?3)
+                     RETURNING {LEAVING_COLUMNS}"
+                ))?
+                .query_map(params![&*self.name, now, SWEEP_LIMIT], leaving)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            self.bury(conn, &rows, "expired", None, now)?;
+        }
+        if probe.next_lease_end.is_some_and(|t| t <= now) {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "DELETE FROM honker_jobs WHERE id IN
+                         (SELECT id FROM honker_jobs
+                          WHERE queue = ?1 AND state = 2 AND lease_expires <= ?2
+                          ORDER BY lease_expires LIMIT ?3)
+                       AND attempts >= max_attempts
+                     RETURNING {LEAVING_COLUMNS}"
+                ))?
+                .query_map(params![&*self.name, now, SWEEP_LIMIT], leaving)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            self.bury(
+                conn,
+                &rows,
+                "attempts exhausted",
+                Some("lease expired"),
+                now,
+            )?;
+            conn.prepare_cached(
+                "UPDATE honker_jobs SET state = 0, lease_token = NULL, lease_expires = NULL,
+                     worker = NULL, last_error = 'lease expired'
+                 WHERE id IN (SELECT id FROM honker_jobs
+                              WHERE queue = ?1 AND state = 2 AND lease_expires <= ?2
+                              ORDER BY lease_expires LIMIT ?3)",
+            )?
+            .execute(params![&*self.name, now, SWEEP_LIMIT])?;
+        }
+        if probe.next_scheduled.is_some_and(|t| t <= now) {
+            conn.prepare_cached(
+                "UPDATE honker_jobs SET state = 0
+                 WHERE id IN (SELECT id FROM honker_jobs
+                              WHERE queue = ?1 AND state = 1 AND run_at <= ?2
+                              ORDER BY run_at LIMIT ?3)",
+            )?
+            .execute(params![&*self.name, now, SWEEP_LIMIT])?;
+        }
+        Ok(())
+    }
+
+    /// Insert rows that just left `honker_jobs` into the dead letters, then apply the queue's
+    /// dead-letter retention to a bounded number of old ones.
+    fn bury(
+        &self,
+        conn: &Connection,
+        rows: &[Leaving],
+        reason: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO honker_dead (id, queue, payload, priority, attempts, max_attempts,
+                 dedup_key, reason, last_error, created_ms, died_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for r in rows {
+            insert.execute(params![
+                r.id,
+                r.queue,
+                r.payload,
+                r.priority,
+                r.attempts,
+                r.max_attempts,
+                r.dedup_key,
+                reason,
+                error.map(str::to_owned).or_else(|| r.last_error.clone()),
+                r.created_ms,
+                now
+            ])?;
+        }
+        let retention = self.options(conn)?.dead_retention_ms;
+        // A few old rows per burial keeps the table bounded without a sweep on any hot path:
+        // each burial removes up to twice what it adds.
+        conn.prepare_cached(
+            "DELETE FROM honker_dead WHERE id IN
+                 (SELECT id FROM honker_dead WHERE queue = ?1 AND died_ms < ?2
+                  ORDER BY died_ms LIMIT ?3)",
+        )?
+        .execute(params![
+            &*self.name,
+            now.saturating_sub(retention),
+            (rows.len() * 2) as i64
+        ])?;
+        Ok(())
+    }
+
+    /// Ack a job: it is done and leaves the queue.
+    ///
+    /// # Errors
+    ///
+    /// `queue.lease_lost` when `token` does not hold the job (nothing written); SQLite errors.
+    pub fn ack(&self, conn: &Connection, id: JobId, token: LeaseToken) -> Result<()> {
+        self.delete_held(conn, id, token)?;
+        honker_core::kick_after_commit(conn);
+        Ok(())
+    }
+
+    fn delete_held(&self, conn: &Connection, id: JobId, token: LeaseToken) -> Result<()> {
+        let n = conn
+            .prepare_cached(
+                "DELETE FROM honker_jobs
+                 WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
+            )?
+            .execute(params![id, token, &*self.name])?;
+        if n == 0 {
+            return Err(Error::LeaseLost { id });
+        }
+        Ok(())
+    }
+
+    /// Ack many jobs in one transaction; returns how many were still held (the others, whose
+    /// lease was lost, are left alone).
+    ///
+    /// # Errors
+    ///
+    /// SQLite errors.
+    pub fn ack_batch(&self, conn: &Connection, jobs: &[(JobId, LeaseToken)]) -> Result<usize> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let acked = write_atomically(conn, |c| {
+            let mut stmt = c.prepare_cached(
+                "DELETE FROM honker_jobs
+                 WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
+            )?;
+            let mut acked = 0;
+            for (id, token) in jobs {
+                acked += stmt.execute(params![id, token, &*self.name])?;
+            }
+            Ok(acked)
+        })
+        .map_err(uncore)?;
+        honker_core::kick_after_commit(conn);
+        Ok(acked)
+    }
+
+    /// Ack a job and save its result (readable with [`crate::get_result`]) in one transaction.
+    ///
+    /// # Errors
+    ///
+    /// `payload.not_json`/`payload.too_large` for the result, `queue.lease_lost`; nothing is
+    /// written on error.
+    pub fn ack_with_result(
+        &self,
+        conn: &Connection,
+        id: JobId,
+        token: LeaseToken,
+        result: &str,
+        ttl_ms: Option<i64>,
+    ) -> Result<()> {
+        crate::results::check_result(result, ttl_ms)?;
+        write_atomically(conn, |c| {
+            self.delete_held(c, id, token).map_err(core)?;
+            crate::results::save_unchecked(c, self.now(), id, result, ttl_ms)
+        })
+        .map_err(uncore)?;
+        honker_core::kick_after_commit(conn);
+        Ok(())
+    }
+
+    /// Give a held job back for another attempt after `delay_ms` (default: the queue's backoff),
+    /// recording `error`. A job that has used all its attempts goes to the dead letters instead.
+    ///
+    /// # Errors
+    ///
+    /// `arg.invalid` for a negative delay, `queue.lease_lost`; nothing written on error.
+    pub fn retry(
+        &self,
+        conn: &Connection,
+        id: JobId,
+        token: LeaseToken,
+        delay_ms: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<RetryOutcome> {
+        if let Some(d) = delay_ms.filter(|d| *d < 0) {
+            return Err(honker_core::Error::InvalidArgument {
+                name: "delay_ms",
+                reason: format!("must be >= 0, got {d}"),
+            }
+            .into());
+        }
+        let now = self.now();
+        let outcome = write_atomically(conn, |c| {
+            let held: Option<(u32, u32)> = c
+                .prepare_cached(
+                    "SELECT attempts, max_attempts FROM honker_jobs
+                     WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
+                )?
+                .query_row(params![id, token, &*self.name], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let Some((attempts, max_attempts)) = held else {
+                return Err(core(Error::LeaseLost { id }));
+            };
+            if attempts >= max_attempts {
+                self.bury_held(c, id, "attempts exhausted", error, now)
+                    .map_err(core)?;
+                return Ok(RetryOutcome::Dead);
+            }
+            let delay = match delay_ms {
+                Some(d) => d,
+                None => self.options(c).map_err(core)?.backoff_ms(id.0, attempts),
+            };
+            let run_at = now.saturating_add(delay);
+            let state = if delay == 0 {
+                STATE_READY
+            } else {
+                STATE_SCHEDULED
+            };
+            c.prepare_cached(
+                "UPDATE honker_jobs SET state = ?2, run_at = ?3, lease_token = NULL,
+                     lease_expires = NULL, worker = NULL, last_error = coalesce(?4, last_error)
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, state, run_at, error])?;
+            Ok(RetryOutcome::Retrying {
+                run_at: Millis(run_at),
+            })
+        })
+        .map_err(uncore)?;
+        honker_core::kick_after_commit(conn);
+        Ok(outcome)
+    }
+
+    fn bury_held(
+        &self,
+        conn: &Connection,
+        id: JobId,
+        reason: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        let rows = conn
+            .prepare_cached(&format!(
+                "DELETE FROM honker_jobs WHERE id = ?1 RETURNING {LEAVING_COLUMNS}"
+            ))?
+            .query_map([id], leaving)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        self.bury(conn, &rows, reason, error, now)
+    }
+
+    /// Give a held job back at once without using an attempt (for a graceful shutdown).
+    ///
+    /// # Errors
+    ///
+    /// `queue.lease_lost`; SQLite errors.
+    pub fn release(&self, conn: &Connection, id: JobId, token: LeaseToken) -> Result<()> {
+        let n = conn
+            .prepare_cached(
+                "UPDATE honker_jobs SET state = 0, attempts = max(attempts - 1, 0),
+                     lease_token = NULL, lease_expires = NULL, worker = NULL
+                 WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
+            )?
+            .execute(params![id, token, &*self.name])?;
+        if n == 0 {
+            return Err(Error::LeaseLost { id });
+        }
+        honker_core::kick_after_commit(conn);
+        Ok(())
+    }
+
+    /// Send a held job straight to the dead letters (`failed`), recording `error`.
+    ///
+    /// # Errors
+    ///
+    /// `queue.lease_lost`; SQLite errors.
+    pub fn fail(&self, conn: &Connection, id: JobId, token: LeaseToken, error: &str) -> Result<()> {
+        let now = self.now();
+        write_atomically(conn, |c| {
+            let held: bool = c
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM honker_jobs
+                     WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3)",
+                )?
+                .query_row(params![id, token, &*self.name], |r| r.get(0))?;
+            if !held {
+                return Err(core(Error::LeaseLost { id }));
+            }
+            self.bury_held(c, id, "failed", Some(error), now)
+                .map_err(core)
+        })
+        .map_err(uncore)?;
+        honker_core::kick_after_commit(conn);
+        Ok(())
+    }
+
+    /// Extend a held lease to `extend_ms` from now; returns the new expiry. A token whose job was
+    /// reclaimed, acked, cancelled or buried can never extend it.
+    ///
+    /// # Errors
+    ///
+    /// `arg.invalid` for `extend_ms < 1`, `queue.lease_lost`; SQLite errors.
+    pub fn heartbeat(
+        &self,
+        conn: &Connection,
+        id: JobId,
+        token: LeaseToken,
+        extend_ms: i64,
+    ) -> Result<Millis> {
+        if extend_ms < 1 {
+            return Err(honker_core::Error::InvalidArgument {
+                name: "extend_ms",
+                reason: format!("must be >= 1, got {extend_ms}"),
+            }
+            .into());
+        }
+        let until = self.now().saturating_add(extend_ms);
+        let n = conn
+            .prepare_cached(
+                "UPDATE honker_jobs SET lease_expires = ?4
+                 WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
+            )?
+            .execute(params![id, token, &*self.name, until])?;
+        if n == 0 {
+            return Err(Error::LeaseLost { id });
+        }
+        Ok(Millis(until))
+    }
+
+    /// The earliest time something of this queue becomes due: a scheduled `run_at`, a lease
+    /// expiry or an `expires_at` (possibly already past: a claim then has work to sweep).
+    /// `None` when nothing is waiting for a time, or the queue is paused. A sleeping worker waits
+    /// until then or until a commit, whichever comes first.
+    ///
+    /// # Errors
+    ///
+    /// SQLite errors.
+    pub fn next_due(&self, conn: &Connection) -> Result<Option<Millis>> {
+        let p = self.probe(conn)?;
+        Ok(if p.paused {
+            None
+        } else {
+            p.earliest().map(Millis)
+        })
+    }
+
+    /// Counts and times of this queue. Pending counts due scheduled jobs too (a claim would
+    /// promote them). Cost: index ranges of the queue (not a hot path).
+    ///
+    /// # Errors
+    ///
+    /// SQLite errors.
+    pub fn stats(&self, conn: &Connection) -> Result<QueueStats> {
+        let now = self.now();
+        let (ready, due, scheduled, running, retrying, dead, oldest_ready, oldest_due) = conn
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM honker_jobs WHERE queue = ?1 AND state = 0),
+                        (SELECT count(*) FROM honker_jobs WHERE queue = ?1 AND state = 1 AND run_at <= ?2),
+                        (SELECT count(*) FROM honker_jobs WHERE queue = ?1 AND state = 1 AND run_at > ?2),
+                        (SELECT count(*) FROM honker_jobs WHERE queue = ?1 AND state = 2),
+                        (SELECT count(*) FROM honker_jobs WHERE queue = ?1 AND state = 0 AND attempts > 0)
+                      + (SELECT count(*) FROM honker_jobs WHERE queue = ?1 AND state = 1 AND attempts > 0),
+                        (SELECT count(*) FROM honker_dead WHERE queue = ?1),
+                        (SELECT min(run_at) FROM honker_jobs WHERE queue = ?1 AND state = 0),
+                        (SELECT run_at FROM honker_jobs WHERE queue = ?1 AND state = 1 ORDER BY run_at LIMIT 1)",
+            )?
+            .query_row(params![&*self.name, now], |r| {
+                Ok((
+                    count(r.get(0)?),
+                    count(r.get(1)?),
+                    count(r.get(2)?),
+                    count(r.get(3)?),
+                    count(r.get(4)?),
+                    count(r.get(5)?),
+                    r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                ))
+            })?;
+        let oldest = [oldest_ready, oldest_due.filter(|t| *t <= now)]
+            .into_iter()
+            .flatten()
+            .min();
+        Ok(QueueStats {
+            pending: ready + due,
+            scheduled,
+            running,
+            retrying,
+            dead,
+            oldest_pending_age_ms: oldest.map_or(0, |t| (now - t).max(0)),
+            next_due: self.next_due(conn)?,
+        })
+    }
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Carry a queue error through [`write_atomically`], whose closure returns core errors.
+pub(crate) fn core(e: Error) -> honker_core::Error {
+    match e {
+        Error::Core(c) => c,
+        other => {
+            honker_core::Error::Sqlite(rusqlite::Error::UserFunctionError(Box::new(Carried(other))))
+        }
+    }
+}
+
+/// Undo [`core`].
+pub(crate) fn uncore(e: honker_core::Error) -> Error {
+    match e {
+        honker_core::Error::Sqlite(rusqlite::Error::UserFunctionError(b)) => {
+            match b.downcast::<Carried>() {
+                Ok(c) => c.0,
+                Err(b) => Error::Core(honker_core::Error::Sqlite(
+                    rusqlite::Error::UserFunctionError(b),
+                )),
+            }
+        }
+        other => Error::Core(other),
+    }
+}
+
+/// A queue error wrapped to pass through a closure that returns core errors.
+#[derive(Debug)]
+struct Carried(Error);
+
+impl fmt::Display for Carried {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Carried {}

@@ -1,0 +1,538 @@
+//! The queue, result, lock and rate-limit SQL functions of DESIGN §6.
+//!
+//! Errors read `honker: <code>: <message>`; `SQLITE_BUSY` passes through untouched. Every
+//! function checks all its arguments before it writes, so a refused call writes nothing, and
+//! every multi-statement write runs all-or-nothing (its own `BEGIN IMMEDIATE` in autocommit, a
+//! savepoint inside the caller's transaction).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use honker_core::sql::{arg_i64, arg_non_negative, arg_opt_text, arg_text, context_connection};
+use honker_core::{SystemClock, WakeProvider, WakeSource};
+use rusqlite::Connection;
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::ValueRef;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::job::{ClaimedJob, JobId, JobInfo, LeaseToken, RetryOutcome};
+use crate::options::{EnqueueOptions, QueueOptionsPatch, parse_object};
+use crate::queue::Queue;
+
+const PURGE_OPTIONS: &[&str] = &["older_than_ms"];
+
+/// Register the queue SQL functions on `conn`.
+///
+/// Queue (`queue` is a name, `options` a JSON object text, ids and tokens INTEGER):
+/// - `honker_queue_configure(queue, options)` -> the queue's options as JSON;
+/// - `honker_enqueue(queue, payload[, options])` -> job id; `honker_enqueue_batch(queue,
+///   payloads_array[, options])` -> JSON array of ids;
+/// - `honker_claim(queue, worker, n[, lease_ms])` -> JSON array of
+///   `{"id","queue","payload":<embedded>,"attempts","max_attempts","lease_token",
+///   "lease_expires_ms","priority"}`;
+/// - `honker_claim_wait(queue, worker, n, lease_ms, timeout_ms)` -> the same, blocking until
+///   jobs are claimed or `timeout_ms` passes (`[]`); `lease_ms` may be NULL. It refuses to run
+///   inside an open transaction (`wait.in_transaction`) and holds no read transaction while it
+///   blocks, as long as the calling statement reads no table itself;
+/// - `honker_ack(job_id, lease_token)` -> 1; `honker_ack_batch(pairs_json)` (`[[id, token],
+///   ...]`) -> how many were still held; `honker_retry(job_id, lease_token[, delay_ms[,
+///   error]])` -> `{"state":"retrying","run_at_ms":..}` or `{"state":"dead"}`;
+///   `honker_release(job_id, lease_token)` -> 1; `honker_fail(job_id, lease_token, error)` -> 1;
+///   `honker_heartbeat(job_id, lease_token, extend_ms)` -> new lease expiry. A stale token is
+///   `queue.lease_lost`;
+/// - `honker_cancel(job_id)` -> 1 or 0; `honker_job(job_id)` -> JSON object or NULL;
+///   `honker_queue_stats(queue)` -> JSON object; `honker_next_due(queue)` -> ms or NULL;
+/// - `honker_dead_list(queue[, limit])` -> JSON array, newest first;
+///   `honker_dead_requeue(job_id)` -> 1 or 0; `honker_dead_requeue_all(queue)` -> count;
+///   `honker_dead_purge(queue[, options])` with `{"older_than_ms":..}` (default 0: all) -> count.
+///
+/// Results: `honker_result_save(job_id, value[, ttl_ms])` -> 1, `honker_result_get(job_id)` ->
+/// the value (JSON text) or NULL.
+///
+/// Locks and limits: `honker_lock_acquire(name, owner, ttl_ms)` -> fencing token or NULL,
+/// `honker_lock_renew(name, token, ttl_ms)` -> 1 or 0, `honker_lock_release(name, token)` -> 1
+/// or 0, `honker_rate_limit(name, limit, per_ms)` -> 1 (admitted) or 0 (refused, not counted).
+///
+/// # Errors
+///
+/// SQLite's error when a function cannot be registered.
+pub fn register(conn: &Connection, wakes: Arc<dyn WakeProvider>) -> rusqlite::Result<()> {
+    let f = FunctionFlags::SQLITE_UTF8;
+    let direct = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
+    conn.create_scalar_function("honker_queue_configure", 2, direct, |ctx| {
+        let q = queue_arg(ctx, 0)?;
+        let patch = QueueOptionsPatch::from_json(&arg_text(ctx, 1, "options")?)?;
+        let conn = context_connection(ctx)?;
+        Ok(q.configure(&conn, &patch)?.to_json())
+    })?;
+    for n in [2, 3] {
+        conn.create_scalar_function("honker_enqueue", n, f, |ctx| {
+            let q = queue_arg(ctx, 0)?;
+            let payload = arg_text(ctx, 1, "payload")?;
+            let opts = enqueue_options(ctx, 2)?;
+            let conn = context_connection(ctx)?;
+            Ok(q.enqueue(&conn, &payload, &opts)?.0)
+        })?;
+        conn.create_scalar_function("honker_enqueue_batch", n, f, |ctx| {
+            let q = queue_arg(ctx, 0)?;
+            let payloads = payload_array(&arg_text(ctx, 1, "payloads")?)?;
+            let opts = enqueue_options(ctx, 2)?;
+            let conn = context_connection(ctx)?;
+            let refs: Vec<&str> = payloads.iter().map(String::as_str).collect();
+            let ids = q.enqueue_batch(&conn, &refs, &opts)?;
+            Ok(Value::from(ids.iter().map(|i| i.0).collect::<Vec<_>>()).to_string())
+        })?;
+    }
+    for n in [3, 4] {
+        conn.create_scalar_function("honker_claim", n, direct, |ctx| {
+            let (q, worker, n, lease) = claim_args(ctx)?;
+            let conn = context_connection(ctx)?;
+            Ok(claimed_json(&q.claim(&conn, &worker, n, lease)?))
+        })?;
+    }
+    let cache = WakeCache {
+        wakes,
+        source: Mutex::new(None),
+    };
+    conn.create_scalar_function("honker_claim_wait", 5, direct, move |ctx| {
+        claim_wait(ctx, &cache)
+    })?;
+    conn.create_scalar_function("honker_ack", 2, direct, |ctx| {
+        let (id, token) = held_args(ctx)?;
+        let conn = context_connection(ctx)?;
+        queue_of_running(&conn, id, token)?.ack(&conn, id, token)?;
+        Ok(1)
+    })?;
+    conn.create_scalar_function("honker_ack_batch", 1, direct, |ctx| {
+        let pairs = ack_pairs(&arg_text(ctx, 0, "pairs")?)?;
+        let conn = context_connection(ctx)?;
+        Ok(ack_batch(&conn, &pairs)? as i64)
+    })?;
+    for n in [2, 3, 4] {
+        conn.create_scalar_function("honker_retry", n, direct, |ctx| {
+            let (id, token) = held_args(ctx)?;
+            let delay = opt_i64_arg(ctx, 2, "delay_ms")?;
+            let error = arg_opt_text(ctx, 3, "error")?;
+            let conn = context_connection(ctx)?;
+            let q = queue_of_running(&conn, id, token)?;
+            Ok(match q.retry(&conn, id, token, delay, error.as_deref())? {
+                RetryOutcome::Retrying { run_at } => {
+                    json!({"state": "retrying", "run_at_ms": run_at.get()}).to_string()
+                }
+                RetryOutcome::Dead => json!({"state": "dead"}).to_string(),
+            })
+        })?;
+    }
+    conn.create_scalar_function("honker_release", 2, direct, |ctx| {
+        let (id, token) = held_args(ctx)?;
+        let conn = context_connection(ctx)?;
+        queue_of_running(&conn, id, token)?.release(&conn, id, token)?;
+        Ok(1)
+    })?;
+    conn.create_scalar_function("honker_fail", 3, direct, |ctx| {
+        let (id, token) = held_args(ctx)?;
+        let error = arg_text(ctx, 2, "error")?;
+        let conn = context_connection(ctx)?;
+        queue_of_running(&conn, id, token)?.fail(&conn, id, token, &error)?;
+        Ok(1)
+    })?;
+    conn.create_scalar_function("honker_heartbeat", 3, direct, |ctx| {
+        let (id, token) = held_args(ctx)?;
+        let extend = arg_i64(ctx, 2, "extend_ms")?;
+        let conn = context_connection(ctx)?;
+        Ok(queue_of_running(&conn, id, token)?
+            .heartbeat(&conn, id, token, extend)?
+            .get())
+    })?;
+    conn.create_scalar_function("honker_cancel", 1, direct, |ctx| {
+        let id = JobId(arg_i64(ctx, 0, "job_id")?);
+        let conn = context_connection(ctx)?;
+        Ok(i64::from(crate::cancel(&conn, id)?))
+    })?;
+    conn.create_scalar_function("honker_job", 1, f, |ctx| {
+        let id = JobId(arg_i64(ctx, 0, "job_id")?);
+        let conn = context_connection(ctx)?;
+        Ok(crate::job(&conn, id)?.map(|j| job_json(&j).to_string()))
+    })?;
+    conn.create_scalar_function("honker_queue_stats", 1, f, |ctx| {
+        let q = queue_arg(ctx, 0)?;
+        let conn = context_connection(ctx)?;
+        let s = q.stats(&conn)?;
+        Ok(json!({
+            "queue": q.name(),
+            "pending": s.pending,
+            "scheduled": s.scheduled,
+            "running": s.running,
+            "retrying": s.retrying,
+            "dead": s.dead,
+            "oldest_pending_age_ms": s.oldest_pending_age_ms,
+            "next_due_ms": s.next_due.map(|m| m.get()),
+        })
+        .to_string())
+    })?;
+    conn.create_scalar_function("honker_next_due", 1, f, |ctx| {
+        let q = queue_arg(ctx, 0)?;
+        let conn = context_connection(ctx)?;
+        Ok(q.next_due(&conn)?.map(|m| m.get()))
+    })?;
+    for n in [1, 2] {
+        conn.create_scalar_function("honker_dead_list", n, f, |ctx| {
+            let q = queue_arg(ctx, 0)?;
+            let limit = if ctx.len() > 1 {
+                arg_non_negative(ctx, 1, "limit")?
+            } else {
+                100
+            };
+            let conn = context_connection(ctx)?;
+            let rows = q.dead_letters(&conn, usize::try_from(limit).unwrap_or(usize::MAX))?;
+            let arr: Vec<Value> = rows
+                .iter()
+                .map(|d| {
+                    json!({
+                        "id": d.id.0, "queue": d.queue, "payload": embed(&d.payload),
+                        "priority": d.priority, "attempts": d.attempts,
+                        "max_attempts": d.max_attempts, "reason": d.reason,
+                        "last_error": d.last_error, "created_ms": d.created.get(),
+                        "died_ms": d.died.get(),
+                    })
+                })
+                .collect();
+            Ok(Value::from(arr).to_string())
+        })?;
+    }
+    conn.create_scalar_function("honker_dead_requeue", 1, direct, |ctx| {
+        let id = JobId(arg_i64(ctx, 0, "job_id")?);
+        let conn = context_connection(ctx)?;
+        let queue: Option<String> = conn
+            .prepare_cached("SELECT queue FROM honker_dead WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        let Some(queue) = queue else {
+            return Ok(0);
+        };
+        Ok(i64::from(Queue::new(&queue)?.requeue_dead(&conn, id)?))
+    })?;
+    conn.create_scalar_function("honker_dead_requeue_all", 1, direct, |ctx| {
+        let q = queue_arg(ctx, 0)?;
+        let conn = context_connection(ctx)?;
+        Ok(q.requeue_all_dead(&conn)? as i64)
+    })?;
+    for n in [1, 2] {
+        conn.create_scalar_function("honker_dead_purge", n, direct, |ctx| {
+            let q = queue_arg(ctx, 0)?;
+            let options = arg_opt_text(ctx, 1, "options")?;
+            let map = parse_object(options.as_deref(), PURGE_OPTIONS, "older_than_ms")?;
+            let older = crate::options::opt_i64(&map, "older_than_ms")?.unwrap_or(0);
+            if older < 0 {
+                return Err(Error::bad_option("older_than_ms", "must be >= 0").into());
+            }
+            let conn = context_connection(ctx)?;
+            Ok(q.purge_dead(&conn, older)? as i64)
+        })?;
+    }
+    for n in [2, 3] {
+        conn.create_scalar_function("honker_result_save", n, direct, |ctx| {
+            let id = JobId(arg_i64(ctx, 0, "job_id")?);
+            let value = arg_text(ctx, 1, "value")?;
+            let ttl = opt_i64_arg(ctx, 2, "ttl_ms")?;
+            let conn = context_connection(ctx)?;
+            crate::save_result(&conn, &SystemClock, id, &value, ttl)?;
+            Ok(1)
+        })?;
+    }
+    conn.create_scalar_function("honker_result_get", 1, f, |ctx| {
+        let id = JobId(arg_i64(ctx, 0, "job_id")?);
+        let conn = context_connection(ctx)?;
+        Ok(crate::get_result(&conn, &SystemClock, id)?)
+    })?;
+    conn.create_scalar_function("honker_lock_acquire", 3, direct, |ctx| {
+        let name = arg_text(ctx, 0, "name")?;
+        let owner = arg_text(ctx, 1, "owner")?;
+        let ttl = arg_i64(ctx, 2, "ttl_ms")?;
+        let conn = context_connection(ctx)?;
+        Ok(crate::lock_acquire(
+            &conn,
+            &SystemClock,
+            &name,
+            &owner,
+            ttl,
+        )?)
+    })?;
+    conn.create_scalar_function("honker_lock_renew", 3, direct, |ctx| {
+        let name = arg_text(ctx, 0, "name")?;
+        let token = arg_i64(ctx, 1, "token")?;
+        let ttl = arg_i64(ctx, 2, "ttl_ms")?;
+        let conn = context_connection(ctx)?;
+        Ok(i64::from(crate::lock_renew(
+            &conn,
+            &SystemClock,
+            &name,
+            token,
+            ttl,
+        )?))
+    })?;
+    conn.create_scalar_function("honker_lock_release", 2, direct, |ctx| {
+        let name = arg_text(ctx, 0, "name")?;
+        let token = arg_i64(ctx, 1, "token")?;
+        let conn = context_connection(ctx)?;
+        Ok(i64::from(crate::lock_release(
+            &conn,
+            &SystemClock,
+            &name,
+            token,
+        )?))
+    })?;
+    conn.create_scalar_function("honker_rate_limit", 3, direct, |ctx| {
+        let name = arg_text(ctx, 0, "name")?;
+        let limit = arg_i64(ctx, 1, "limit")?;
+        let per = arg_i64(ctx, 2, "per_ms")?;
+        let conn = context_connection(ctx)?;
+        Ok(i64::from(crate::rate_limit(
+            &conn,
+            &SystemClock,
+            &name,
+            limit,
+            per,
+        )?))
+    })?;
+    Ok(())
+}
+
+fn queue_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Queue> {
+    Ok(Queue::new(&arg_text(ctx, i, "queue")?)?)
+}
+
+fn opt_i64_arg(ctx: &Context<'_>, i: usize, name: &'static str) -> rusqlite::Result<Option<i64>> {
+    if i >= ctx.len() || matches!(ctx.get_raw(i), ValueRef::Null) {
+        return Ok(None);
+    }
+    arg_i64(ctx, i, name).map(Some)
+}
+
+fn enqueue_options(ctx: &Context<'_>, i: usize) -> rusqlite::Result<EnqueueOptions> {
+    Ok(match arg_opt_text(ctx, i, "options")? {
+        Some(t) => EnqueueOptions::from_json(&t)?,
+        None => EnqueueOptions::default(),
+    })
+}
+
+fn held_args(ctx: &Context<'_>) -> rusqlite::Result<(JobId, LeaseToken)> {
+    Ok((
+        JobId(arg_i64(ctx, 0, "job_id")?),
+        LeaseToken(arg_i64(ctx, 1, "lease_token")?),
+    ))
+}
+
+fn claim_args(ctx: &Context<'_>) -> rusqlite::Result<(Queue, String, usize, Option<i64>)> {
+    let q = queue_arg(ctx, 0)?;
+    let worker = arg_text(ctx, 1, "worker")?;
+    let n = arg_non_negative(ctx, 2, "n")?;
+    let lease = opt_i64_arg(ctx, 3, "lease_ms")?;
+    Ok((q, worker, usize::try_from(n).unwrap_or(usize::MAX), lease))
+}
+
+/// The queue of the job held under `token`: SQL callers name only the job and token.
+fn queue_of_running(conn: &Connection, id: JobId, token: LeaseToken) -> Result<Queue> {
+    let queue: Option<String> = rusqlite::OptionalExtension::optional(
+        conn.prepare_cached(
+            "SELECT queue FROM honker_jobs WHERE id = ?1 AND lease_token = ?2 AND state = 2",
+        )?
+        .query_row(rusqlite::params![id, token], |r| r.get(0)),
+    )?;
+    match queue {
+        Some(q) => Queue::new(&q),
+        None => Err(Error::LeaseLost { id }),
+    }
+}
+
+/// `[[id, token], ...]` or `[{"id":..,"lease_token":..}, ...]`.
+fn ack_pairs(text: &str) -> Result<Vec<(JobId, LeaseToken)>> {
+    let bad = |reason: &str| {
+        Error::Core(honker_core::Error::InvalidArgument {
+            name: "pairs",
+            reason: reason.to_owned(),
+        })
+    };
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        bad(&format!(
+            "must be a JSON array of [job_id, lease_token]: {e}"
+        ))
+    })?;
+    let Value::Array(items) = v else {
+        return Err(bad("must be a JSON array of [job_id, lease_token]"));
+    };
+    items
+        .iter()
+        .map(|item| {
+            let (id, token) = match item {
+                Value::Array(p) if p.len() == 2 => (p[0].as_i64(), p[1].as_i64()),
+                Value::Object(o) => (
+                    o.get("id").and_then(Value::as_i64),
+                    o.get("lease_token").and_then(Value::as_i64),
+                ),
+                _ => (None, None),
+            };
+            match (id, token) {
+                (Some(i), Some(t)) => Ok((JobId(i), LeaseToken(t))),
+                _ => Err(bad(&format!("{item} is not [job_id, lease_token]"))),
+            }
+        })
+        .collect()
+}
+
+/// Ack pairs whatever their queues, all in one transaction.
+fn ack_batch(conn: &Connection, pairs: &[(JobId, LeaseToken)]) -> Result<usize> {
+    if pairs.is_empty() {
+        return Ok(0);
+    }
+    let n = honker_core::write_atomically(conn, |c| {
+        let mut stmt = c.prepare_cached(
+            "DELETE FROM honker_jobs WHERE id = ?1 AND lease_token = ?2 AND state = 2",
+        )?;
+        let mut n = 0;
+        for (id, token) in pairs {
+            n += stmt.execute(rusqlite::params![id, token])?;
+        }
+        Ok(n)
+    })?;
+    honker_core::kick_after_commit(conn);
+    Ok(n)
+}
+
+fn payload_array(text: &str) -> Result<Vec<String>> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|source| honker_core::Error::PayloadNotJson { source })?;
+    let Value::Array(items) = v else {
+        return Err(honker_core::Error::InvalidArgument {
+            name: "payloads",
+            reason: "must be a JSON array of payloads".into(),
+        }
+        .into());
+    };
+    Ok(items.iter().map(Value::to_string).collect())
+}
+
+/// A stored payload as a JSON value (a row written around honker that is not JSON becomes a
+/// JSON string, so the output stays valid).
+fn embed(payload: &str) -> Value {
+    serde_json::from_str(payload).unwrap_or_else(|_| Value::String(payload.to_owned()))
+}
+
+fn claimed_json(jobs: &[ClaimedJob]) -> String {
+    let arr: Vec<Value> = jobs
+        .iter()
+        .map(|j| {
+            json!({
+                "id": j.id.0, "queue": j.queue, "payload": embed(&j.payload),
+                "attempts": j.attempts, "max_attempts": j.max_attempts,
+                "lease_token": j.lease_token.0, "lease_expires_ms": j.lease_expires.get(),
+                "priority": j.priority,
+            })
+        })
+        .collect();
+    Value::from(arr).to_string()
+}
+
+fn job_json(j: &JobInfo) -> Value {
+    json!({
+        "id": j.id.0, "queue": j.queue, "state": j.state.as_str(), "payload": embed(&j.payload),
+        "priority": j.priority, "attempts": j.attempts, "max_attempts": j.max_attempts,
+        "run_at_ms": j.run_at.get(), "expires_at_ms": j.expires_at.map(|m| m.get()),
+        "dedup_key": j.dedup_key, "last_error": j.last_error, "dead_reason": j.dead_reason,
+        "worker": j.worker, "lease_expires_ms": j.lease_expires.map(|m| m.get()),
+        "created_ms": j.created.get(),
+    })
+}
+
+/// The wake source of the connection's file, asked for once and kept while it works.
+#[derive(Debug)]
+struct WakeCache {
+    wakes: Arc<dyn WakeProvider>,
+    source: Mutex<Option<(PathBuf, Arc<dyn WakeSource>)>>,
+}
+
+impl WakeCache {
+    fn get(&self, path: PathBuf) -> Result<Arc<dyn WakeSource>> {
+        let mut slot = self.source.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((p, s)) = slot.as_ref() {
+            if *p == path {
+                return Ok(s.clone());
+            }
+        }
+        let source = self.wakes.wake_for(&path)?;
+        *slot = Some((path, source.clone()));
+        Ok(source)
+    }
+
+    fn forget(&self) {
+        *self.source.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+fn claim_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> {
+    let (q, worker, n, lease) = claim_args(ctx)?;
+    let timeout_ms = arg_non_negative(ctx, 4, "timeout_ms")?;
+    if n == 0 {
+        return Err(honker_core::Error::InvalidArgument {
+            name: "n",
+            reason: "must be >= 1 for a wait".into(),
+        }
+        .into());
+    }
+    if let Some(l) = lease.filter(|l| *l < 1) {
+        return Err(honker_core::Error::InvalidArgument {
+            name: "lease_ms",
+            reason: format!("must be >= 1, got {l}"),
+        }
+        .into());
+    }
+    let conn = context_connection(ctx)?;
+    honker_core::ensure_no_transaction(&conn).map_err(Error::from)?;
+    let source = cache.get(honker_core::db_file(&conn).map_err(Error::from)?)?;
+    let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
+    Ok(claimed_json(
+        &wait_loop(&conn, &q, &*source, &worker, n, lease, deadline).inspect_err(|e| {
+            if matches!(e, Error::Core(honker_core::Error::Wake(_))) {
+                cache.forget();
+            }
+        })?,
+    ))
+}
+
+/// DESIGN §2: sample the epoch, claim with fresh statements, then sleep past the sample until a
+/// commit, the queue's next due time, or the deadline.
+pub(crate) fn wait_loop(
+    conn: &Connection,
+    q: &Queue,
+    wake: &dyn WakeSource,
+    worker: &str,
+    n: usize,
+    lease: Option<i64>,
+    deadline: Option<Instant>,
+) -> Result<Vec<ClaimedJob>> {
+    loop {
+        let seen = wake.epoch();
+        let jobs = q.claim(conn, worker, n, lease)?;
+        let now = Instant::now();
+        if !jobs.is_empty() || deadline.is_some_and(|d| now >= d) {
+            return Ok(jobs);
+        }
+        let due = q.next_due(conn)?.map(|t| {
+            // Something due now but not claimable this instant (a sweep ran out of its bound, or
+            // a clock step): look again very soon rather than spin.
+            let ms = (t.get() - q.clock().now().get()).max(1);
+            now + Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX).min(86_400_000))
+        });
+        let until = match (deadline, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        wake.wait_past(seen, until)?;
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of honker-queue: one test binary, one module per concern.
+
+mod bad_input;
+mod basic;
+mod util;
