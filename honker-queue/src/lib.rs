@@ -65,6 +65,7 @@ mod options;
 mod queue;
 mod results;
 pub mod sql;
+mod worker;
 
 pub use crate::dead::DeadJob;
 pub use crate::error::{Error, Result};
@@ -77,3 +78,4 @@ pub use crate::options::{
 };
 pub use crate::queue::{MAX_CLAIM, MAX_NAME_BYTES, Queue, SWEEP_LIMIT, check_name};
 pub use crate::results::{get_result, result_wait, save_result};
+pub use crate::worker::{HandlerError, HandlerResult, Worker, WorkerOptions, WorkerReport};

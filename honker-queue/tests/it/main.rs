@@ -2,4 +2,8 @@
 
 mod bad_input;
 mod basic;
+mod crash;
+mod multiprocess;
 mod util;
+mod worker;
+mod worker_support;

@@ -1,0 +1,287 @@
+//! The state a worker's threads share: the jobs it holds, in which phase, and the counters; one
+//! mutex and one condition variable, since every change is small and rare next to a job's run.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use honker_core::{Clock, Millis, WakeSource};
+
+use super::WorkerReport;
+use crate::{ClaimedJob, Error, JobId, LeaseToken, Queue};
+
+/// The resolved options.
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    pub(super) threads: usize,
+    pub(super) batch: usize,
+    pub(super) lease_ms: i64,
+    pub(super) heartbeat_every: Duration,
+    pub(super) shutdown_grace: Duration,
+}
+
+/// Where a held job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Claimed, waiting for a handler thread.
+    Ready,
+    /// A handler runs it.
+    Running,
+    /// Its handler returned and its outcome is being written.
+    Settling,
+    /// Given back (shutdown) or lost (lease): its outcome must not be handed back.
+    Released,
+}
+
+/// One job the worker holds.
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    pub(super) id: JobId,
+    pub(super) token: LeaseToken,
+    pub(super) phase: Phase,
+    /// The handler thread running it, once one does.
+    pub(super) thread: Option<usize>,
+    pub(super) next_heartbeat: Instant,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    /// Claimed jobs waiting for a handler thread, in claim order.
+    pub(super) ready: VecDeque<ClaimedJob>,
+    /// Every job held, whatever its phase.
+    pub(super) held: HashMap<JobId, Held>,
+    pub(super) stopping: bool,
+    pub(super) heartbeat_stop: bool,
+    pub(super) report: WorkerReport,
+}
+
+#[derive(Debug)]
+pub(super) struct Shared {
+    state: Mutex<State>,
+    /// Notified on every change of `state`; each thread re-checks what it waits for.
+    pub(super) cv: Condvar,
+    pub(super) wake: Arc<dyn WakeSource>,
+    pub(super) queue: Queue,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) settings: Settings,
+    pub(super) worker_id: String,
+}
+
+impl Shared {
+    pub(super) fn new(
+        queue: Queue,
+        wake: Arc<dyn WakeSource>,
+        settings: Settings,
+        worker_id: String,
+    ) -> Shared {
+        Shared {
+            state: Mutex::new(State::default()),
+            cv: Condvar::new(),
+            wake,
+            clock: queue_clock(&queue),
+            queue,
+            settings,
+            worker_id,
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // Handlers run outside the lock and every update is a few field writes, so a poisoned
+        // lock (a panic in the worker's own code) still holds consistent state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn wait_timeout<'a>(
+        &self,
+        st: MutexGuard<'a, State>,
+        d: Duration,
+    ) -> MutexGuard<'a, State> {
+        self.cv
+            .wait_timeout(st, d)
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+    }
+
+    fn wait_cv<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.cv.wait(st).unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Block until some handler thread is idle; how many are, or `None` when stopping.
+    pub(super) fn wait_for_free_slots(&self) -> Option<usize> {
+        let mut st = self.lock();
+        loop {
+            if st.stopping {
+                return None;
+            }
+            let free = self.settings.threads.saturating_sub(st.held.len());
+            if free > 0 {
+                return Some(free);
+            }
+            st = self.wait_cv(st);
+        }
+    }
+
+    /// Hand freshly claimed jobs to the handler threads.
+    pub(super) fn hand_over(&self, jobs: Vec<ClaimedJob>) {
+        let next_heartbeat = Instant::now() + self.settings.heartbeat_every;
+        let mut st = self.lock();
+        st.report.claims += 1;
+        st.report.claimed += jobs.len() as u64;
+        for job in jobs {
+            st.held.insert(
+                job.id,
+                Held {
+                    id: job.id,
+                    token: job.lease_token,
+                    phase: Phase::Ready,
+                    thread: None,
+                    next_heartbeat,
+                },
+            );
+            st.ready.push_back(job);
+        }
+        drop(st);
+        self.cv.notify_all();
+    }
+
+    /// The next job for handler thread `thread`, blocking; `None` when stopping.
+    pub(super) fn next_job(&self, thread: usize) -> Option<ClaimedJob> {
+        let mut st = self.lock();
+        loop {
+            if st.stopping {
+                return None;
+            }
+            while let Some(job) = st.ready.pop_front() {
+                // A job released meanwhile (shutdown) is no longer ours to run.
+                if let Some(h) = st.held.get_mut(&job.id).filter(|h| h.phase == Phase::Ready) {
+                    h.phase = Phase::Running;
+                    h.thread = Some(thread);
+                    return Some(job);
+                }
+            }
+            st = self.wait_cv(st);
+        }
+    }
+
+    /// Mark `id` as settling if it is still running under our lease; false when its lease was
+    /// lost or shutdown released it (then it is forgotten here).
+    pub(super) fn start_settling(&self, id: JobId) -> bool {
+        let mut st = self.lock();
+        let ok = match st.held.get_mut(&id) {
+            Some(h) if h.phase == Phase::Running => {
+                h.phase = Phase::Settling;
+                true
+            }
+            _ => false,
+        };
+        if !ok && st.held.get(&id).is_some_and(|h| h.phase == Phase::Released) {
+            // Shutdown gave it back (and counted it) or the heartbeat found the lease lost.
+            st.held.remove(&id);
+            drop(st);
+            self.cv.notify_all();
+        }
+        ok
+    }
+
+    /// Mark every held job in `phase` as released and return them, for giving back.
+    pub(super) fn take_phase(&self, phase: Phase) -> Vec<Held> {
+        let mut st = self.lock();
+        let mut out = Vec::new();
+        for h in st.held.values_mut() {
+            if h.phase == phase {
+                h.phase = Phase::Released;
+                out.push(h.clone());
+            }
+        }
+        if phase == Phase::Ready {
+            st.ready.clear();
+        }
+        out
+    }
+
+    /// Block until some held job is due a heartbeat and return those; `None` once told to stop.
+    pub(super) fn next_heartbeats(&self) -> Option<Vec<(JobId, LeaseToken)>> {
+        let mut st = self.lock();
+        loop {
+            if st.heartbeat_stop {
+                return None;
+            }
+            let now = Instant::now();
+            let live = st
+                .held
+                .values()
+                .filter(|h| matches!(h.phase, Phase::Ready | Phase::Running));
+            let due: Vec<(JobId, LeaseToken)> = live
+                .clone()
+                .filter(|h| h.next_heartbeat <= now)
+                .map(|h| (h.id, h.token))
+                .collect();
+            if !due.is_empty() {
+                return Some(due);
+            }
+            st = match live.map(|h| h.next_heartbeat).min() {
+                Some(next) => self.wait_timeout(st, next - now),
+                None => self.wait_cv(st),
+            };
+        }
+    }
+
+    /// Record the outcome of a heartbeat of `id`.
+    pub(super) fn heartbeat_done(&self, id: JobId, r: Result<Millis, Error>) {
+        let every = self.settings.heartbeat_every;
+        let mut st = self.lock();
+        st.report.heartbeats += 1;
+        match r {
+            Ok(_) => {
+                if let Some(h) = st.held.get_mut(&id) {
+                    h.next_heartbeat = Instant::now() + every;
+                }
+            }
+            Err(e) if e.code() == "queue.lease_lost" || e.code() == "queue.not_found" => {
+                // Reclaimed after an expiry, or cancelled: a settling job was just acked by
+                // its handler, anything else must not hand its outcome back.
+                let lost = match st.held.get_mut(&id) {
+                    Some(h) if matches!(h.phase, Phase::Ready | Phase::Running) => {
+                        h.phase = Phase::Released;
+                        true
+                    }
+                    _ => false,
+                };
+                if lost {
+                    st.report.lease_lost += 1;
+                    drop(st);
+                    self.cv.notify_all();
+                }
+            }
+            Err(e) => {
+                // Busy or failing: try again well before the lease runs out.
+                if let Some(h) = st.held.get_mut(&id) {
+                    h.next_heartbeat = Instant::now() + (every / 4).max(Duration::from_millis(10));
+                }
+                if !e.is_busy() {
+                    st.report.record(e);
+                }
+            }
+        }
+    }
+
+    /// The claimer cannot go on: record why and stop claiming.
+    pub(super) fn fail(&self, e: Error) {
+        let mut st = self.lock();
+        if st.report.fatal.is_none() {
+            st.report.fatal = Some(e);
+        }
+    }
+
+    /// The `Instant` at which the queue's clock reads `at` (rounded up a millisecond, so a wake
+    /// at the deadline finds the job due).
+    pub(super) fn instant_of(&self, at: Millis) -> Instant {
+        let now = self.clock.now();
+        Instant::now() + now.until(at) + Duration::from_millis(1)
+    }
+}
+
+/// The clock the queue reads, so deadlines from `next_due` are in the same time.
+fn queue_clock(queue: &Queue) -> Arc<dyn Clock> {
+    queue.clock().clone()
+}

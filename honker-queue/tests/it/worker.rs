@@ -1,0 +1,381 @@
+//! The `Worker` in one process: acks, results, retries of handler errors and panics, dead
+//! letters, heartbeats, lost leases, shutdown releasing held jobs, and a claim soon after a long
+//! write lock is released.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use honker_queue::{
+    EnqueueOptions, HandlerError, JobState, Queue, QueueOptionsPatch, Worker, WorkerOptions,
+};
+
+use crate::worker_support::{WorkDb, count, integrity_ok, now_ms, record_handled, wait_until};
+
+fn live_jobs(conn: &rusqlite::Connection, q: &str) -> i64 {
+    conn.query_row(
+        "SELECT count(*) FROM honker_jobs WHERE queue = ?1",
+        [q],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+fn opts(threads: usize) -> WorkerOptions {
+    WorkerOptions {
+        threads,
+        shutdown_grace: Duration::from_secs(10),
+        ..WorkerOptions::default()
+    }
+}
+
+fn wake(db: &WorkDb) -> Arc<dyn honker_core::WakeSource> {
+    honker_wake::wake_for(&db.path()).unwrap()
+}
+
+#[test]
+fn worker_acks_every_job_once_and_saves_results() {
+    let db = WorkDb::new();
+    let conn = db.open();
+    let q = Queue::new("acks").unwrap();
+    let payloads: Vec<String> = (0..300).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
+    let refs: Vec<&str> = payloads.iter().map(String::as_str).collect();
+    let ids = q
+        .enqueue_batch(&conn, &refs, &EnqueueOptions::default())
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let w = Worker::start(&db.path(), q.clone(), wake(&db), opts(4), move |job| {
+        s2.lock().unwrap().push(job.id);
+        Ok(Some(format!(r#"{{"done":{}}}"#, job.id)))
+    })
+    .unwrap();
+    wait_until("the worker to drain the queue", || {
+        live_jobs(&conn, "acks") == 0
+    });
+    let report = w.shutdown().unwrap();
+    assert_eq!(report.acked, 300, "{report:?}");
+    assert_eq!(report.retried + report.lease_lost + report.released, 0);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ids, "every job handled exactly once");
+    // Results were saved with the acks.
+    assert_eq!(count(&conn, "SELECT count(*) FROM honker_results"), 300);
+    integrity_ok(&conn);
+}
+
+#[test]
+fn a_transactional_handler_commits_its_writes_with_the_ack_and_rolls_back_on_error() {
+    let db = WorkDb::new();
+    let conn = db.open();
+    let q = Queue::new("tx").unwrap();
+    let good = q
+        .enqueue(&conn, r#"{"ok":true}"#, &EnqueueOptions::default())
+        .unwrap();
+    let bad = q
+        .enqueue(
+            &conn,
+            r#"{"ok":false}"#,
+            &EnqueueOptions {
+                max_attempts: Some(1),
+                ..EnqueueOptions::default()
+            },
+        )
+        .unwrap();
+    let w = Worker::start_transactional(&db.path(), q, wake(&db), opts(2), |c, job| {
+        record_handled(c, job);
+        if job.payload.contains("false") {
+            return Err(HandlerError::retry("refused"));
+        }
+        Ok(None)
+    })
+    .unwrap();
+    wait_until("both jobs settled", || live_jobs(&conn, "tx") == 0);
+    let report = w.shutdown().unwrap();
+    assert_eq!((report.acked, report.retried, report.dead), (1, 1, 1));
+    // The good job's row committed with its ack; the bad job's row was rolled back.
+    let rows: Vec<i64> = conn
+        .prepare("SELECT job_id FROM handled")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, vec![good.0]);
+    let dead = honker_queue::job(&conn, bad).unwrap().expect("dead job");
+    assert_eq!(dead.state, JobState::Dead);
+    assert_eq!(dead.last_error.as_deref(), Some("refused"));
+}
+
+#[test]
+fn a_handler_panic_becomes_a_retry_with_the_error_recorded() {
+    let db = WorkDb::new();
+    let conn = db.open();
+    let q = Queue::new("panics").unwrap();
+    // A long backoff keeps the retried job scheduled, so its state can be read.
+    q.configure(
+        &conn,
+        &QueueOptionsPatch {
+            backoff_base_ms: Some(600_000),
+            backoff_cap_ms: Some(600_000),
+            ..QueueOptionsPatch::default()
+        },
+    )
+    .unwrap();
+    let id = q
+        .enqueue(&conn, r#"{"boom":1}"#, &EnqueueOptions::default())
+        .unwrap();
+    let w = Worker::start(&db.path(), q, wake(&db), opts(1), |_| {
+        panic!("the handler blew up");
+    })
+    .unwrap();
+    wait_until("the panic to be recorded", || {
+        honker_queue::job(&conn, id)
+            .unwrap()
+            .is_some_and(|j| j.state == JobState::Scheduled)
+    });
+    let report = w.shutdown().unwrap();
+    assert_eq!((report.panics, report.retried, report.acked), (1, 1, 0));
+    let j = honker_queue::job(&conn, id).unwrap().unwrap();
+    assert_eq!(j.attempts, 1);
+    let err = j.last_error.unwrap_or_default();
+    assert!(
+        err.contains("handler panicked") && err.contains("the handler blew up"),
+        "{err}"
+    );
+}
+
+#[test]
+fn handler_errors_retry_until_attempts_run_out_then_the_job_is_dead() {
+    let db = WorkDb::new();
+    let conn = db.open();
+    let q = Queue::new("errors").unwrap();
+    let id = q
+        .enqueue(
+            &conn,
+            r#"{"n":1}"#,
+            &EnqueueOptions {
+                max_attempts: Some(3),
+                ..EnqueueOptions::default()
+            },
+        )
+        .unwrap();
+    let w = Worker::start(&db.path(), q, wake(&db), opts(1), |job| {
+        Err(HandlerError::retry_after(
+            format!("attempt {} failed", job.attempts),
+            0,
+        ))
+    })
+    .unwrap();
+    wait_until("the job to die", || {
+        honker_queue::job(&conn, id)
+            .unwrap()
+            .is_some_and(|j| j.state == JobState::Dead)
+    });
+    let report = w.shutdown().unwrap();
+    assert_eq!((report.retried, report.dead, report.acked), (3, 1, 0));
+    let j = honker_queue::job(&conn, id).unwrap().unwrap();
+    assert_eq!(j.attempts, 3);
+    assert_eq!(j.last_error.as_deref(), Some("attempt 3 failed"));
+}
+
+#[test]
+fn shutdown_releases_held_jobs_without_using_attempts() {
+    let db = WorkDb::new();
+    let conn = db.open();
+    let q = Queue::new("release").unwrap();
+    let a = q
+        .enqueue(&conn, r#"{"n":1}"#, &EnqueueOptions::default())
+        .unwrap();
+    let b = q
+        .enqueue(&conn, r#"{"n":2}"#, &EnqueueOptions::default())
+        .unwrap();
+    let gate = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicI64::new(0));
+    let (g2, s2) = (gate.clone(), started.clone());
+    let w = Worker::start(
+        &db.path(),
+        q,
+        wake(&db),
+        WorkerOptions {
+            threads: 2,
+            shutdown_grace: Duration::from_millis(200),
+            ..WorkerOptions::default()
+        },
+        move |_| {
+            s2.fetch_add(1, Ordering::SeqCst);
+            // Stuck until the test lets go (after shutdown gave up on it).
+            while !g2.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(None)
+        },
+    )
+    .unwrap();
+    wait_until("both handlers to start", || {
+        started.load(Ordering::SeqCst) == 2
+    });
+    let report = w.shutdown().unwrap();
+    assert_eq!(report.released, 2, "{report:?}");
+    assert_eq!(report.abandoned_threads, 2);
+    assert_eq!(report.acked, 0);
+    for id in [a, b] {
+        let j = honker_queue::job(&conn, id).unwrap().unwrap();
+        assert_eq!(j.state, JobState::Pending, "job {id} is claimable again");
+        assert_eq!(j.attempts, 0, "release gives the attempt back");
+    }
+    // The abandoned handlers finish later; their outcome is dropped, the jobs stay pending.
+    gate.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(live_jobs(&conn, "release"), 2);
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM honker_jobs WHERE state <> 0"),
+        0
+    );
+}
+
+#[test]
+fn heartbeats_keep_a_long_job_leased() {
+    let db = WorkDb::new();
+    let conn = db.open();
+    let q = Queue::new("heartbeat").unwrap();
+    let id = q
+        .enqueue(&conn, r#"{"n":1}"#, &EnqueueOptions::default())
+        .unwrap();
+    let gate = Arc::new(AtomicBool::new(false));
+    let g2 = gate.clone();
+    let w = Worker::start(
+        &db.path(),
+        q.clone(),
+        wake(&db),
+        WorkerOptions {
+            threads: 1,
+            lease_ms: Some(300),
+            ..WorkerOptions::default()
+        },
+        move |_| {
+            while !g2.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(None)
+        },
+    )
+    .unwrap();
+    wait_until("the worker to claim", || w.report().claimed == 1);
+    // Run for several lease lengths; a thief claiming all along never gets the job.
+    wait_until("ten heartbeats", || {
+        assert!(
+            q.claim(&conn, "thief", 1, Some(60_000)).unwrap().is_empty(),
+            "the lease ran out despite heartbeats: {:?}",
+            w.report()
+        );
+        w.report().heartbeats >= 10
+    });
+    gate.store(true, Ordering::SeqCst);
+    wait_until("the ack", || live_jobs(&conn, "heartbeat") == 0);
+    let report = w.shutdown().unwrap();
+    assert_eq!((report.acked, report.lease_lost), (1, 0), "{report:?}");
+    assert!(honker_queue::job(&conn, id).unwrap().is_none());
+}
+
+#[test]
+fn a_worker_that_lost_its_lease_does_not_hand_back_its_outcome() {
+    let db = WorkDb::new();
+    let conn = db.open();
+    let q = Queue::new("lost").unwrap();
+    let id = q
+        .enqueue(&conn, r#"{"n":1}"#, &EnqueueOptions::default())
+        .unwrap();
+    let gate = Arc::new(AtomicBool::new(false));
+    let g2 = gate.clone();
+    let w = Worker::start(
+        &db.path(),
+        q.clone(),
+        wake(&db),
+        WorkerOptions {
+            threads: 1,
+            lease_ms: Some(200),
+            // No heartbeat in time: the lease runs out while the handler runs.
+            heartbeat_every: Some(Duration::from_secs(3600)),
+            ..WorkerOptions::default()
+        },
+        move |_| {
+            while !g2.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(None)
+        },
+    )
+    .unwrap();
+    wait_until("the worker to claim", || {
+        honker_queue::job(&conn, id)
+            .unwrap()
+            .is_some_and(|j| j.state == JobState::Running)
+    });
+    let mut stolen = Vec::new();
+    wait_until("the lease to expire and the job to be reclaimed", || {
+        stolen = q.claim(&conn, "thief", 1, Some(60_000)).unwrap();
+        !stolen.is_empty()
+    });
+    assert_eq!(stolen[0].attempts, 2);
+    gate.store(true, Ordering::SeqCst);
+    wait_until("the stale handler to finish", || w.report().lease_lost == 1);
+    let report = w.shutdown().unwrap();
+    assert_eq!(report.acked, 0, "{report:?}");
+    // The thief still holds the job, and can ack it.
+    let j = honker_queue::job(&conn, id).unwrap().unwrap();
+    assert_eq!(j.state, JobState::Running);
+    q.ack(&conn, id, stolen[0].lease_token).unwrap();
+}
+
+/// Busy: another connection holds the write lock for 2 s across a job's `run_at`; the waiting
+/// worker claims it soon after the lock is released, although its next deadline after that
+/// job is a minute away.
+#[test]
+fn a_job_due_under_a_held_write_lock_is_claimed_soon_after_release() {
+    let db = WorkDb::new();
+    let conn = db.open();
+    let q = Queue::new("busy").unwrap();
+    let far = EnqueueOptions {
+        delay_ms: Some(60_000),
+        ..EnqueueOptions::default()
+    };
+    q.enqueue(&conn, r#"{"far":true}"#, &far).unwrap();
+    let near = q
+        .enqueue(
+            &conn,
+            r#"{"near":true}"#,
+            &EnqueueOptions {
+                delay_ms: Some(500),
+                ..EnqueueOptions::default()
+            },
+        )
+        .unwrap();
+    let started_ms = Arc::new(AtomicI64::new(0));
+    let s2 = started_ms.clone();
+    let w = Worker::start(&db.path(), q, wake(&db), opts(1), move |job| {
+        if job.payload.contains("near") {
+            s2.store(now_ms(), Ordering::SeqCst);
+        }
+        Ok(None)
+    })
+    .unwrap();
+    // Hold the write lock from before run_at until 2 s later, writing nothing (no commit wakes
+    // anybody: only the worker's own deadline and its brief retries can find the job).
+    let locker = db.open();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::thread::sleep(Duration::from_millis(2_000));
+    locker.execute_batch("ROLLBACK").unwrap();
+    let released_ms = now_ms();
+    wait_until("the near job to start", || {
+        started_ms.load(Ordering::SeqCst) != 0
+    });
+    let lag = started_ms.load(Ordering::SeqCst) - released_ms;
+    // Generous: the point is that it does not sleep until the far deadline a minute away.
+    assert!(lag < 5_000, "claimed {lag} ms after the lock was released");
+    wait_until("the near job's ack", || {
+        honker_queue::job(&conn, near).unwrap().is_none()
+    });
+    w.shutdown().unwrap();
+}
