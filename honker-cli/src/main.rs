@@ -7,6 +7,7 @@ mod commands;
 mod demo;
 mod errors;
 mod stats;
+mod stream;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,8 @@ enum Command {
     Migrate(commands::DbArgs),
     /// Show a database's honker schema version, journal mode and row counts.
     Info(commands::DbArgs),
+    /// Durable streams: list topics, tail a topic (`-f` follows), list consumers with lag, trim.
+    Stream(stream::StreamArgs),
     /// One listener process of `honker demo` (reports to the demo over stdout).
     #[command(hide = true)]
     DemoListener(demo::pubsub::ListenerArgs),
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Notify(args) => commands::notify(&args),
         Command::Migrate(args) => commands::migrate(&args),
         Command::Info(args) => commands::info(&args),
+        Command::Stream(args) => stream::run(&args),
         Command::DemoListener(args) => demo::pubsub::listener_child(&args),
         Command::Bench(cmd) => bench::run(cmd),
     };
