@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         what: "durable streams, consumer offsets, topic policies",
         sql: include_str!("schema/v3_streams.sql"),
     },
+    Migration {
+        version: 4,
+        what: "cron schedules and fires",
+        sql: include_str!("schema/v4_cron.sql"),
+    },
 ];
 
 /// The schema version recorded in the database, or `None` if honker was never set up in it.

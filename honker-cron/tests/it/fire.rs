@@ -1,0 +1,266 @@
+//! Ticking: one job per due boundary with its fire row, no second fire, and the misfire,
+//! overlap, max_runs and end_at policies.
+
+use honker_core::Millis;
+use honker_cron::{Misfire, Overlap, Schedule, ScheduleOptions, ScheduleSpec, register, tick};
+
+use crate::util::{count, db, jobs_in};
+
+const H: i64 = 3_600_000;
+
+fn hourly(name: &str, options: ScheduleOptions) -> ScheduleSpec {
+    ScheduleSpec::new(
+        name,
+        Schedule::parse("@every 1h").unwrap(),
+        "q",
+        r#"{"n":1}"#,
+    )
+    .with_options(options)
+}
+
+#[test]
+fn a_boundary_fires_one_job_and_one_fire_row_once() {
+    let (_d, _p, conn) = db();
+    let info = register(&conn, &hourly("h", ScheduleOptions::default()), Millis(10)).unwrap();
+    assert_eq!(info.next_fire, Some(Millis(H)));
+    assert_eq!(tick(&conn, Millis(H - 1)).unwrap().jobs(), 0);
+    let r = tick(&conn, Millis(H + 5)).unwrap();
+    assert_eq!(r.jobs(), 1);
+    assert_eq!(r.fires[0].fire_ms, Millis(H));
+    // A second tick at the same instant, and a later one before the next boundary: nothing.
+    assert_eq!(tick(&conn, Millis(H + 5)).unwrap().jobs(), 0);
+    assert_eq!(tick(&conn, Millis(2 * H - 1)).unwrap().jobs(), 0);
+    assert_eq!(jobs_in(&conn, "q"), 1);
+    assert_eq!(count(&conn, "SELECT count(*) FROM honker_fires"), 1);
+    let job: i64 = conn
+        .query_row(
+            "SELECT job_id FROM honker_fires WHERE schedule = 'h'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let payload: String = conn
+        .query_row(
+            "SELECT payload FROM honker_jobs WHERE id = ?1",
+            [job],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(payload, r#"{"n":1}"#);
+    let next: i64 = conn
+        .query_row("SELECT next_fire_ms FROM honker_schedules", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(next, 2 * H);
+}
+
+#[test]
+fn a_fire_row_already_there_blocks_the_job() {
+    // Another process (with a different view of the schedule) fired this boundary already.
+    let (_d, _p, conn) = db();
+    register(&conn, &hourly("h", ScheduleOptions::default()), Millis(0)).unwrap();
+    conn.execute(
+        "INSERT INTO honker_fires (schedule, fire_ms, fired_at_ms, job_id) VALUES ('h', ?1, ?1, NULL)",
+        [H],
+    )
+    .unwrap();
+    assert_eq!(tick(&conn, Millis(H)).unwrap().jobs(), 0);
+    assert_eq!(jobs_in(&conn, "q"), 0);
+}
+
+/// Fire at 1h, then stay down across the boundaries 2h..6h and tick again at 6h10m.
+fn down_across_five(misfire: Misfire) -> (Vec<i64>, u64) {
+    let (_d, _p, conn) = db();
+    let options = ScheduleOptions {
+        misfire,
+        ..ScheduleOptions::default()
+    };
+    register(&conn, &hourly("h", options), Millis(0)).unwrap();
+    assert_eq!(tick(&conn, Millis(H)).unwrap().jobs(), 1);
+    let r = tick(&conn, Millis(6 * H + 600_000)).unwrap();
+    let fired: Vec<i64> = r.fires.iter().map(|f| f.fire_ms.0 / H).collect();
+    assert_eq!(jobs_in(&conn, "q") as usize, 1 + fired.len());
+    let next: i64 = conn
+        .query_row("SELECT next_fire_ms FROM honker_schedules", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(next, 7 * H, "the schedule resumes with its next boundary");
+    (fired, r.missed)
+}
+
+#[test]
+fn misfire_skip_once_all_fire_zero_one_five() {
+    assert_eq!(down_across_five(Misfire::Skip), (vec![], 5));
+    assert_eq!(down_across_five(Misfire::Once).0, vec![6]);
+    assert_eq!(
+        down_across_five(Misfire::All { cap: 100 }),
+        (vec![2, 3, 4, 5, 6], 0)
+    );
+    assert_eq!(
+        down_across_five(Misfire::All { cap: 3 }),
+        (vec![4, 5, 6], 2)
+    );
+}
+
+#[test]
+fn a_late_tick_within_grace_is_on_time_but_an_earlier_boundary_is_missed() {
+    let (_d, _p, conn) = db();
+    register(&conn, &hourly("h", ScheduleOptions::default()), Millis(0)).unwrap();
+    // 30 s late: on time.
+    assert_eq!(tick(&conn, Millis(H + 30_000)).unwrap().jobs(), 1);
+    // 2h was missed (3h passed too); 3h is 10 s late: only 3h fires under skip.
+    let r = tick(&conn, Millis(3 * H + 10_000)).unwrap();
+    assert_eq!(
+        r.fires.iter().map(|f| f.fire_ms).collect::<Vec<_>>(),
+        vec![Millis(3 * H)]
+    );
+    assert_eq!(r.missed, 1);
+}
+
+#[test]
+fn misfire_with_a_settable_clock_through_the_scheduler_loop_shape() {
+    // The same outage, driven by a SettableClock as a scheduler would read it.
+    let clock = honker_core::SettableClock::new(Millis(0));
+    let (_d, _p, conn) = db();
+    let opts = ScheduleOptions {
+        misfire: Misfire::All { cap: 100 },
+        ..ScheduleOptions::default()
+    };
+    register(&conn, &hourly("h", opts), honker_core::Clock::now(&clock)).unwrap();
+    clock.advance(H);
+    assert_eq!(
+        tick(&conn, honker_core::Clock::now(&clock)).unwrap().jobs(),
+        1
+    );
+    clock.advance(5 * H + 1);
+    assert_eq!(
+        tick(&conn, honker_core::Clock::now(&clock)).unwrap().jobs(),
+        5
+    );
+}
+
+#[test]
+fn overlap_skip_waits_for_the_previous_job() {
+    let (_d, _p, conn) = db();
+    let opts = ScheduleOptions {
+        overlap: Overlap::Skip,
+        ..ScheduleOptions::default()
+    };
+    register(&conn, &hourly("h", opts), Millis(0)).unwrap();
+    let first = tick(&conn, Millis(H)).unwrap();
+    assert_eq!(first.jobs(), 1);
+    // The job is still pending: the next boundary is recorded without a job.
+    let second = tick(&conn, Millis(2 * H)).unwrap();
+    assert_eq!(second.fires.len(), 1);
+    assert_eq!(second.fires[0].job_id, None);
+    assert_eq!(jobs_in(&conn, "q"), 1);
+    // Once the job is gone (acked), the next boundary fires again.
+    honker_queue::cancel(&conn, first.fires[0].job_id.unwrap()).unwrap();
+    assert_eq!(tick(&conn, Millis(3 * H)).unwrap().jobs(), 1);
+}
+
+#[test]
+fn overlap_allow_fires_regardless() {
+    let (_d, _p, conn) = db();
+    register(&conn, &hourly("h", ScheduleOptions::default()), Millis(0)).unwrap();
+    assert_eq!(tick(&conn, Millis(H)).unwrap().jobs(), 1);
+    assert_eq!(tick(&conn, Millis(2 * H)).unwrap().jobs(), 1);
+    assert_eq!(jobs_in(&conn, "q"), 2);
+}
+
+#[test]
+fn max_runs_and_end_at_finish_a_schedule() {
+    let (_d, _p, conn) = db();
+    let opts = ScheduleOptions {
+        max_runs: Some(2),
+        misfire: Misfire::All { cap: 100 },
+        ..ScheduleOptions::default()
+    };
+    register(&conn, &hourly("runs", opts), Millis(0)).unwrap();
+    let opts = ScheduleOptions {
+        end_at_ms: Some(3 * H),
+        misfire: Misfire::All { cap: 100 },
+        ..ScheduleOptions::default()
+    };
+    register(&conn, &hourly("end", opts), Millis(0)).unwrap();
+    let r = tick(&conn, Millis(10 * H)).unwrap();
+    let of = |name: &str| r.fires.iter().filter(|f| f.schedule == name).count();
+    assert_eq!(of("runs"), 2);
+    assert_eq!(of("end"), 3);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM honker_schedules WHERE next_fire_ms IS NULL"
+        ),
+        2,
+        "both are finished"
+    );
+    assert_eq!(tick(&conn, Millis(20 * H)).unwrap().jobs(), 0);
+}
+
+#[test]
+fn a_paused_schedule_does_not_fire_and_resumes_from_now() {
+    let (_d, _p, conn) = db();
+    register(&conn, &hourly("h", ScheduleOptions::default()), Millis(0)).unwrap();
+    honker_cron::pause(&conn, "h", Millis(1)).unwrap();
+    assert_eq!(tick(&conn, Millis(5 * H)).unwrap().jobs(), 0);
+    assert_eq!(honker_cron::next_due(&conn).unwrap(), None);
+    honker_cron::resume(&conn, "h", Millis(5 * H + 10)).unwrap();
+    assert_eq!(honker_cron::next_due(&conn).unwrap(), Some(Millis(6 * H)));
+    assert_eq!(tick(&conn, Millis(6 * H)).unwrap().jobs(), 1);
+}
+
+#[test]
+fn ticking_cost_reads_only_due_schedules_by_index() {
+    let (_d, _p, conn) = db();
+    for sql in [
+        "SELECT name FROM honker_schedules WHERE paused = 0 AND next_fire_ms <= 5 ORDER BY next_fire_ms LIMIT 1000",
+        "SELECT next_fire_ms FROM honker_schedules WHERE paused = 0 AND next_fire_ms IS NOT NULL ORDER BY next_fire_ms LIMIT 1",
+        "SELECT 1 FROM honker_fires WHERE schedule = 'a' AND fire_ms = 5",
+        "DELETE FROM honker_fires WHERE (schedule, fire_ms) IN (SELECT schedule, fire_ms FROM honker_fires WHERE fired_at_ms < 5 ORDER BY fired_at_ms LIMIT 100)",
+    ] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for step in &plan {
+            assert!(
+                !(step.starts_with("SCAN") && step.contains("honker_")),
+                "{sql}\n scans: {plan:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fire_history_is_pruned_by_age() {
+    let (_d, _p, conn) = db();
+    register(&conn, &hourly("h", ScheduleOptions::default()), Millis(0)).unwrap();
+    for k in 1..=5 {
+        tick(&conn, Millis(k * H)).unwrap();
+    }
+    assert_eq!(count(&conn, "SELECT count(*) FROM honker_fires"), 5);
+    assert_eq!(
+        honker_cron::prune_fires(&conn, Millis(3 * H), 100).unwrap(),
+        2
+    );
+    assert_eq!(count(&conn, "SELECT count(*) FROM honker_fires"), 3);
+    // A tick a retention period later prunes the rest on its own.
+    tick(
+        &conn,
+        Millis(5 * H + honker_cron::DEFAULT_FIRE_RETENTION_MS + 1),
+    )
+    .unwrap();
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM honker_fires WHERE fired_at_ms <= 5 * 3600000"
+        ),
+        0
+    );
+}

@@ -1,0 +1,7 @@
+//! honker-cron's integration tests: one binary, one module per area.
+
+mod fire;
+mod lifecycle;
+mod multiprocess;
+mod next;
+mod util;

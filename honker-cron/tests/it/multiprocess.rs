@@ -1,0 +1,1 @@
+//! Real processes: placeholder until the scheduler tests land.
