@@ -93,7 +93,7 @@ impl Default for KernelOptions {
 /// writer's `pwrite` of the frames raises it *before* the commit is visible (the wal-index in
 /// `-shm` is updated afterwards through `mmap`, which raises no event), so after each event the
 /// watcher re-reads `data_version` in a short settle loop (back to back for 0.3 ms, every 50 µs
-/// up to 2 ms, then backing off up to 100 ms) and advances the epoch only when it moved. A queue
+/// up to 2 ms, then backing off up to 1 s) and advances the epoch only when it moved. A queue
 /// overflow is a wake by itself. A `data_version` poll every `floor` (250 ms) bounds the latency
 /// of anything the events miss.
 /// **Cost:** while idle, one blocked thread (plus notify's event thread) and 4 `data_version`

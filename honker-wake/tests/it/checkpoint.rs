@@ -5,16 +5,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use honker_core::WakeSource;
-use honker_wake::{DataVersion, DataVersionOptions};
-
 use crate::{Db, commit, deadline, wait_until};
 
 #[test]
 fn truncate_checkpoint_succeeds_while_a_waiter_is_parked() {
+    crate::for_each_backend(truncate_checkpoint_succeeds_while_a_waiter_is_parked_with);
+}
+
+fn truncate_checkpoint_succeeds_while_a_waiter_is_parked_with(backend: honker_wake::Backend) {
     let db = Db::new("wal");
     let writer = db.connect();
-    let wake = DataVersion::start(&db.path, DataVersionOptions::default()).unwrap();
+    let wake = crate::start(backend, &db.path);
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
         // Someone is always waiting, so the watcher polls throughout.

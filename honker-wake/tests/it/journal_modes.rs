@@ -1,15 +1,18 @@
 //! Rollback-journal modes wake too: DELETE, TRUNCATE and PERSIST, switched by writers while the
 //! watcher runs, with commits from another connection and from another process.
 
-use honker_core::WakeSource;
-use honker_wake::{DataVersion, DataVersionOptions};
-
 use crate::{Committer, Db, commit, counter, deadline};
 
 #[test]
 fn commits_wake_in_every_journal_mode_while_writers_switch_modes() {
+    crate::for_each_backend(commits_wake_in_every_journal_mode_while_writers_switch_modes_with);
+}
+
+fn commits_wake_in_every_journal_mode_while_writers_switch_modes_with(
+    backend: honker_wake::Backend,
+) {
     let db = Db::new("delete");
-    let wake = DataVersion::start(&db.path, DataVersionOptions::default()).unwrap();
+    let wake = crate::start(backend, &db.path);
     let other = db.connect();
     let mut child = Committer::spawn();
     let mut expected = 0;

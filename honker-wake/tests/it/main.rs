@@ -1,5 +1,9 @@
-//! Integration tests of honker-wake: the DataVersion watcher, the Hub and the SQL functions,
-//! against real files, real connections and real OS processes.
+//! Integration tests of honker-wake: the backends (DataVersion, StatPoll, Kernel), the Hub and
+//! the SQL functions, against real files, real connections and real OS processes.
+//!
+//! The conformance suite (`model`, `journal_modes`, `replaced`, `checkpoint`, `busy`, `race`,
+//! `locks`, `resources`) runs every case for every backend compiled into this build
+//! ([`Backend::compiled`]); build with `--features stat,kernel` to run them all.
 //!
 //! Tests that count threads or file descriptors, or the global Hub's watchers, run in a child
 //! process of their own (this binary re-run with [`ROLE`] set), since the other tests of this
@@ -10,9 +14,12 @@ mod checkpoint;
 mod errors;
 mod fork;
 mod journal_modes;
+mod locks;
 mod model;
+mod race;
 mod replaced;
 mod resources;
+mod selection;
 mod sharing;
 mod sql;
 
@@ -21,6 +28,11 @@ use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use honker_core::WakeSource;
+use honker_wake::{
+    Backend, DataVersion, DataVersionOptions, Kernel, KernelOptions, StatPoll, StatPollOptions,
+    WatcherStats,
+};
 use rusqlite::Connection;
 
 /// The environment variable naming a child process's role.
@@ -39,6 +51,82 @@ pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(Instant::now() < end, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// What the conformance suite needs of every backend's handle.
+pub(crate) trait Watched: WakeSource {
+    fn waiters(&self) -> usize;
+    fn stats(&self) -> WatcherStats;
+    fn has_failed(&self) -> bool;
+}
+
+macro_rules! watched {
+    ($($ty:ty),*) => {$(
+        impl Watched for $ty {
+            fn waiters(&self) -> usize {
+                <$ty>::waiters(self)
+            }
+            fn stats(&self) -> WatcherStats {
+                <$ty>::stats(self)
+            }
+            fn has_failed(&self) -> bool {
+                <$ty>::has_failed(self)
+            }
+        }
+    )*};
+}
+watched!(DataVersion, StatPoll, Kernel);
+
+/// Kernel options for the suite: a floor of an hour, so a commit the events and the settle loop
+/// miss is a hang (and a failed deadline), not a 250 ms delay that hides the bug.
+pub(crate) fn strict_kernel() -> KernelOptions {
+    KernelOptions {
+        floor: Duration::from_secs(3600),
+        ..KernelOptions::default()
+    }
+}
+
+/// Start `backend` on `path`; `poll` is the polling interval of the polling backends.
+pub(crate) fn start_with(backend: Backend, path: &Path, poll: Duration) -> Box<dyn Watched> {
+    match backend {
+        Backend::DataVersion => Box::new(
+            DataVersion::start(
+                path,
+                DataVersionOptions {
+                    poll_interval: poll,
+                },
+            )
+            .unwrap(),
+        ),
+        Backend::StatPoll => Box::new(
+            StatPoll::start(
+                path,
+                StatPollOptions {
+                    poll_interval: poll,
+                    ..StatPollOptions::default()
+                },
+            )
+            .unwrap(),
+        ),
+        Backend::Kernel => Box::new(Kernel::start(path, strict_kernel()).unwrap()),
+        other => panic!("no conformance setup for backend {other}"),
+    }
+}
+
+/// Start `backend` on `path` with the default interval.
+pub(crate) fn start(backend: Backend, path: &Path) -> Box<dyn Watched> {
+    start_with(backend, path, Duration::from_millis(1))
+}
+
+/// Run `case` once for every compiled backend, naming the backend when it fails.
+pub(crate) fn for_each_backend(mut case: impl FnMut(Backend)) {
+    for backend in Backend::compiled() {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(backend)));
+        if let Err(e) = r {
+            eprintln!("conformance case failed for backend {backend}");
+            std::panic::resume_unwind(e);
+        }
     }
 }
 
@@ -241,6 +329,7 @@ fn child_role() {
         "committer" => committer_main(),
         "resources" => resources::child_main(),
         "sharing" => sharing::child_main(),
+        "selection" => selection::child_main(),
         other => panic!("unknown child role {other:?}"),
     }
 }

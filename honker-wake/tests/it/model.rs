@@ -1,14 +1,16 @@
-//! Model-based property test of the wake path: random sequences of commits (from the waiter's own
-//! connection, another connection of the process and another OS process), rollbacks and
-//! checkpoints; no commit after a sampled epoch is ever missed.
+//! Model-based property test of the wake path, run for every compiled backend: random sequences
+//! of commits (from the waiter's own process through a plain connection that never kicks, another
+//! connection of the process, and another OS process), rollbacks, PASSIVE and TRUNCATE checkpoints
+//! with refills of the WAL to exactly its old size, and journal-mode switches (rollback modes per
+//! connection, then WAL for the file); no commit after a sampled epoch is ever missed.
 
 use std::cell::RefCell;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use honker_core::{Epoch, WakeSource};
-use honker_wake::{DataVersion, DataVersionOptions};
+use honker_core::Epoch;
+use honker_wake::Backend;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use rusqlite::Connection;
@@ -33,6 +35,10 @@ enum Op {
     /// `wal_checkpoint(TRUNCATE)`, then commits until the WAL has exactly its old size again
     /// (what hides a commit from size-only stat polling).
     TruncateAndRefill,
+    /// A writer switches its connection's rollback journal mode (a no-op once the file is WAL).
+    Mode(Writer, &'static str),
+    /// The file switches to WAL (a no-op if it is already).
+    ToWal,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -57,33 +63,45 @@ fn step() -> impl Strategy<Value = Step> {
         2 => writer().prop_map(Op::Rollback),
         1 => Just(Op::CheckpointPassive),
         1 => Just(Op::TruncateAndRefill),
+        1 => (writer(), prop_oneof![Just("delete"), Just("truncate"), Just("persist")])
+            .prop_map(|(w, m)| Op::Mode(w, m)),
+        1 => Just(Op::ToWal),
     ];
     (op, any::<bool>()).prop_map(|(op, parked)| Step { op, parked })
 }
 
-fn case() -> impl Strategy<Value = (u64, Vec<Step>)> {
+/// (poll interval in ms, the file's journal mode at the start, steps)
+fn case() -> impl Strategy<Value = (u64, &'static str, Vec<Step>)> {
     (
         prop_oneof![Just(1u64), Just(4)],
+        prop_oneof![Just("wal"), Just("delete")],
         prop::collection::vec(step(), 1..=12),
     )
 }
 
+#[derive(Debug)]
+enum Cmd {
+    Commit,
+    Rollback,
+    Mode(&'static str),
+}
+
 /// A connection owned by another thread; `run` blocks until that thread has done the work.
 struct OtherThread {
-    tx: mpsc::Sender<(bool, mpsc::Sender<()>)>,
+    tx: mpsc::Sender<(Cmd, mpsc::Sender<()>)>,
     handle: Option<thread::JoinHandle<()>>,
 }
 
 impl OtherThread {
     fn new(path: &std::path::Path) -> OtherThread {
         let conn = crate::connect(path);
-        let (tx, rx) = mpsc::channel::<(bool, mpsc::Sender<()>)>();
+        let (tx, rx) = mpsc::channel::<(Cmd, mpsc::Sender<()>)>();
         let handle = thread::spawn(move || {
-            for (is_commit, done) in rx {
-                if is_commit {
-                    commit(&conn);
-                } else {
-                    rollback(&conn);
+            for (cmd, done) in rx {
+                match cmd {
+                    Cmd::Commit => commit(&conn),
+                    Cmd::Rollback => rollback(&conn),
+                    Cmd::Mode(m) => set_mode(&conn, m),
                 }
                 done.send(()).unwrap();
             }
@@ -94,9 +112,9 @@ impl OtherThread {
         }
     }
 
-    fn run(&self, is_commit: bool) {
+    fn run(&self, cmd: Cmd) {
         let (done_tx, done_rx) = mpsc::channel();
-        self.tx.send((is_commit, done_tx)).unwrap();
+        self.tx.send((cmd, done_tx)).unwrap();
         done_rx.recv().unwrap();
     }
 }
@@ -109,6 +127,20 @@ impl Drop for OtherThread {
             h.join().unwrap();
         }
     }
+}
+
+fn set_mode(conn: &Connection, mode: &str) {
+    let now: String = conn
+        .query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(now, mode, "journal mode switch refused");
+}
+
+fn is_wal(conn: &Connection) -> bool {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    mode == "wal"
 }
 
 fn wal_len(db: &Db) -> u64 {
@@ -135,7 +167,8 @@ fn apply(
     let write = |w: Writer, is_commit: bool| match (w, is_commit) {
         (Writer::Same, true) => commit(same),
         (Writer::Same, false) => rollback(same),
-        (Writer::OtherThread, c) => other.run(c),
+        (Writer::OtherThread, true) => other.run(Cmd::Commit),
+        (Writer::OtherThread, false) => other.run(Cmd::Rollback),
         (Writer::OtherProcess, true) => child.borrow_mut().commit(&db.path),
         (Writer::OtherProcess, false) => child.borrow_mut().rollback(&db.path),
     };
@@ -148,6 +181,24 @@ fn apply(
             write(w, false);
             0
         }
+        Op::Mode(w, mode) => {
+            if !is_wal(same) {
+                match w {
+                    Writer::Same => set_mode(same, mode),
+                    Writer::OtherThread => other.run(Cmd::Mode(mode)),
+                    Writer::OtherProcess => child.borrow_mut().journal_mode(&db.path, mode),
+                }
+            }
+            0
+        }
+        Op::ToWal => {
+            if !is_wal(same) {
+                set_mode(same, "wal");
+            }
+            0
+        }
+        Op::CheckpointPassive if !is_wal(same) => 0,
+        Op::TruncateAndRefill if !is_wal(same) => 0,
         Op::CheckpointPassive => {
             let (busy, _, _) = checkpoint(same, "PASSIVE");
             assert_eq!(busy, 0);
@@ -174,16 +225,19 @@ fn apply(
     }
 }
 
-fn run_case(poll_ms: u64, steps: &[Step], child: &RefCell<Committer>) -> Result<(), TestCaseError> {
-    let db = Db::new("wal");
+fn run_case(
+    backend: Backend,
+    poll_ms: u64,
+    mode: &str,
+    steps: &[Step],
+    child: &RefCell<Committer>,
+) -> Result<(), TestCaseError> {
+    let db = Db::new(mode);
     let same = crate::connect(&db.path);
     same.pragma_update(None, "wal_autocheckpoint", 10_000)
         .unwrap();
     let other = OtherThread::new(&db.path);
-    let opts = DataVersionOptions {
-        poll_interval: Duration::from_millis(poll_ms),
-    };
-    let wake = DataVersion::start(&db.path, opts).unwrap();
+    let wake = crate::start_with(backend, &db.path, Duration::from_millis(poll_ms));
     let mut commits = 0i64;
     let mut last = wake.epoch();
     for step in steps {
@@ -251,11 +305,13 @@ fn no_commit_after_a_sampled_epoch_is_missed() {
         ..Config::default()
     };
     let child = RefCell::new(Committer::spawn());
-    let mut runner = TestRunner::new(config);
-    let result = runner.run(&case(), |(poll_ms, steps)| {
-        run_case(poll_ms, &steps, &child)
-    });
-    if let Err(e) = result {
-        panic!("{e}");
+    for backend in Backend::compiled() {
+        let mut runner = TestRunner::new(config.clone());
+        let result = runner.run(&case(), |(poll_ms, mode, steps)| {
+            run_case(backend, poll_ms, mode, &steps, &child)
+        });
+        if let Err(e) = result {
+            panic!("backend {backend}: {e}");
+        }
     }
 }

@@ -3,8 +3,8 @@
 
 use std::thread;
 
-use honker_core::{WakeError, WakeSource};
-use honker_wake::{DataVersion, DataVersionOptions, Hub};
+use honker_core::WakeError;
+use honker_wake::Hub;
 
 use crate::{Db, commit, deadline, wait_until};
 
@@ -17,10 +17,18 @@ fn assert_replaced(r: Result<honker_core::Epoch, WakeError>) {
 
 #[test]
 fn rename_over_the_file_fails_a_parked_waiter_and_hub_watches_the_new_file() {
+    crate::for_each_backend(
+        rename_over_the_file_fails_a_parked_waiter_and_hub_watches_the_new_file_with,
+    );
+}
+
+fn rename_over_the_file_fails_a_parked_waiter_and_hub_watches_the_new_file_with(
+    backend: honker_wake::Backend,
+) {
     let db = Db::new("wal");
     let hub = Hub::global();
-    let wake = DataVersion::start(&db.path, DataVersionOptions::default()).unwrap();
-    let shared = hub.wake_for(&db.path).unwrap();
+    let wake = crate::start(backend, &db.path);
+    let shared = hub.wake_for_with(&db.path, backend).unwrap();
     let seen = wake.epoch();
     let replacement = db.path.with_file_name("replacement.db");
     {
@@ -41,7 +49,7 @@ fn rename_over_the_file_fails_a_parked_waiter_and_hub_watches_the_new_file() {
     assert_replaced(shared.wait_past(shared.epoch(), Some(deadline())));
 
     // A later wake_for watches the new file.
-    let fresh = hub.wake_for(&db.path).unwrap();
+    let fresh = hub.wake_for_with(&db.path, backend).unwrap();
     let seen = fresh.epoch();
     commit(&crate::connect(&db.path));
     assert!(fresh.wait_past(seen, Some(deadline())).unwrap() > seen);
@@ -49,8 +57,12 @@ fn rename_over_the_file_fails_a_parked_waiter_and_hub_watches_the_new_file() {
 
 #[test]
 fn deleting_the_file_fails_a_parked_waiter() {
+    crate::for_each_backend(deleting_the_file_fails_a_parked_waiter_with);
+}
+
+fn deleting_the_file_fails_a_parked_waiter_with(backend: honker_wake::Backend) {
     let db = Db::new("wal");
-    let wake = Hub::global().wake_for(&db.path).unwrap();
+    let wake = Hub::global().wake_for_with(&db.path, backend).unwrap();
     let seen = wake.epoch();
     thread::scope(|s| {
         let waiter = s.spawn(|| wake.wait_past(seen, Some(deadline())));
@@ -59,16 +71,24 @@ fn deleting_the_file_fails_a_parked_waiter() {
         assert_replaced(waiter.join().unwrap());
     });
     assert!(matches!(
-        Hub::global().wake_for(&db.path),
+        Hub::global().wake_for_with(&db.path, backend),
         Err(WakeError::Start { .. })
     ));
 }
 
 #[test]
 fn a_file_recreated_at_the_same_path_gets_a_fresh_watcher_even_if_the_inode_is_reused() {
+    crate::for_each_backend(
+        a_file_recreated_at_the_same_path_gets_a_fresh_watcher_even_if_the_inode_is_reused_with,
+    );
+}
+
+fn a_file_recreated_at_the_same_path_gets_a_fresh_watcher_even_if_the_inode_is_reused_with(
+    backend: honker_wake::Backend,
+) {
     let db = Db::new("wal");
     let hub = Hub::global();
-    let old = hub.wake_for(&db.path).unwrap();
+    let old = hub.wake_for_with(&db.path, backend).unwrap();
     // Delete the database and its WAL files, and create a new one at the same path: the file
     // system may hand out the same inode number again.
     for suffix in ["", "-wal", "-shm"] {
@@ -81,7 +101,7 @@ fn a_file_recreated_at_the_same_path_gets_a_fresh_watcher_even_if_the_inode_is_r
         c.execute_batch("CREATE TABLE counter(n); INSERT INTO counter VALUES (0);")
             .unwrap();
     }
-    let fresh = hub.wake_for(&db.path).unwrap();
+    let fresh = hub.wake_for_with(&db.path, backend).unwrap();
     assert!(
         !std::sync::Arc::ptr_eq(&old, &fresh),
         "the old file's watcher was reused"
