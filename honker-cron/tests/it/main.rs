@@ -4,4 +4,5 @@ mod fire;
 mod lifecycle;
 mod multiprocess;
 mod next;
+mod sql;
 mod util;
