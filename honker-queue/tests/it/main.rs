@@ -3,7 +3,9 @@
 mod bad_input;
 mod basic;
 mod crash;
+mod model;
 mod multiprocess;
+mod plans;
 mod util;
 mod worker;
 mod worker_support;
