@@ -3,9 +3,11 @@
 mod bad_input;
 mod basic;
 mod crash;
+mod locks;
 mod model;
 mod multiprocess;
 mod plans;
+mod sql_fns;
 mod util;
 mod worker;
 mod worker_support;

@@ -1,0 +1,250 @@
+//! The SQL functions: round trips, all-or-nothing writes in autocommit, and the blocking
+//! `honker_claim_wait` woken by a commit and by a job's `run_at`.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use honker_core::{ManualWake, WakeError, WakeProvider, WakeSource};
+use rusqlite::Connection;
+use serde_json::Value;
+
+use crate::util::{TempDb, rows};
+
+#[derive(Debug)]
+pub(crate) struct Provider(pub(crate) ManualWake);
+
+impl WakeProvider for Provider {
+    fn wake_for(&self, _: &std::path::Path) -> Result<Arc<dyn WakeSource>, WakeError> {
+        Ok(Arc::new(self.0.clone()))
+    }
+}
+
+fn sql_conn(db: &TempDb, wake: &ManualWake) -> Connection {
+    let conn = db.open();
+    honker_queue::sql::register(&conn, Arc::new(Provider(wake.clone()))).unwrap();
+    conn
+}
+
+fn one<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> T {
+    conn.query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+fn json(conn: &Connection, sql: &str) -> Value {
+    serde_json::from_str(&one::<String>(conn, sql)).unwrap()
+}
+
+#[test]
+fn enqueue_claim_ack_round_trip_embeds_payloads() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, &ManualWake::new());
+    let opts = json(
+        &conn,
+        r#"SELECT honker_queue_configure('q', '{"lease_ms": 5000}')"#,
+    );
+    assert_eq!(opts["lease_ms"], 5000);
+    let id: i64 = one(
+        &conn,
+        r#"SELECT honker_enqueue('q', '{"n": 1}', '{"priority": 2}')"#,
+    );
+    let ids = json(
+        &conn,
+        r#"SELECT honker_enqueue_batch('q', '[{"n": 2}, [3]]')"#,
+    );
+    assert_eq!(ids.as_array().unwrap().len(), 2);
+    let claimed = json(&conn, "SELECT honker_claim('q', 'w', 10)");
+    assert_eq!(claimed[0]["id"], id);
+    assert_eq!(claimed[0]["payload"]["n"], 1);
+    assert_eq!(claimed[2]["payload"][0], 3);
+    assert_eq!(claimed[0]["attempts"], 1);
+    let token = claimed[0]["lease_token"].as_i64().unwrap();
+    let job = json(&conn, &format!("SELECT honker_job({id})"));
+    assert_eq!(job["state"], "running");
+    let until: i64 = one(
+        &conn,
+        &format!("SELECT honker_heartbeat({id}, {token}, 60000)"),
+    );
+    assert!(until > claimed[0]["lease_expires_ms"].as_i64().unwrap());
+    assert_eq!(
+        one::<i64>(&conn, &format!("SELECT honker_ack({id}, {token})")),
+        1
+    );
+    let pairs: Vec<Value> = claimed.as_array().unwrap()[1..]
+        .iter()
+        .map(|j| serde_json::json!([j["id"], j["lease_token"]]))
+        .collect();
+    let n: i64 = one(
+        &conn,
+        &format!("SELECT honker_ack_batch('{}')", Value::from(pairs)),
+    );
+    assert_eq!(n, 2);
+    assert_eq!(rows(&conn, "honker_jobs"), 0);
+    let stats = json(&conn, "SELECT honker_queue_stats('q')");
+    assert_eq!(
+        (stats["pending"].as_i64(), stats["running"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert!(one::<Option<i64>>(&conn, "SELECT honker_next_due('q')").is_none());
+}
+
+#[test]
+fn retry_fail_dead_letters_and_results_through_sql() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, &ManualWake::new());
+    let id: i64 = one(
+        &conn,
+        r#"SELECT honker_enqueue('q', '1', '{"max_attempts": 2}')"#,
+    );
+    let c = json(&conn, "SELECT honker_claim('q', 'w', 1)");
+    let token = c[0]["lease_token"].as_i64().unwrap();
+    let r = json(
+        &conn,
+        &format!("SELECT honker_retry({id}, {token}, 0, 'boom')"),
+    );
+    assert_eq!(r["state"], "retrying");
+    let c = json(&conn, "SELECT honker_claim('q', 'w', 1)");
+    let token = c[0]["lease_token"].as_i64().unwrap();
+    let r = json(&conn, &format!("SELECT honker_retry({id}, {token})"));
+    assert_eq!(r["state"], "dead");
+    let dead = json(&conn, "SELECT honker_dead_list('q')");
+    assert_eq!(dead[0]["id"], id);
+    assert_eq!(dead[0]["reason"], "attempts exhausted");
+    assert_eq!(dead[0]["last_error"], "boom");
+    assert_eq!(
+        one::<i64>(&conn, &format!("SELECT honker_dead_requeue({id})")),
+        1
+    );
+    let c = json(&conn, "SELECT honker_claim('q', 'w', 1)");
+    let token = c[0]["lease_token"].as_i64().unwrap();
+    assert_eq!(c[0]["attempts"], 1);
+    one::<i64>(&conn, &format!("SELECT honker_fail({id}, {token}, 'no')"));
+    assert_eq!(
+        json(&conn, &format!("SELECT honker_job({id})"))["dead_reason"],
+        "failed"
+    );
+    assert_eq!(one::<i64>(&conn, "SELECT honker_dead_purge('q')"), 1);
+    assert_eq!(
+        one::<i64>(
+            &conn,
+            &format!("SELECT honker_result_save({id}, '{{\"ok\":1}}')")
+        ),
+        1
+    );
+    assert_eq!(
+        one::<String>(&conn, &format!("SELECT honker_result_get({id})")),
+        r#"{"ok":1}"#
+    );
+    assert!(one::<Option<String>>(&conn, "SELECT honker_result_get(12345)").is_none());
+}
+
+#[test]
+fn multi_statement_functions_are_all_or_nothing_in_autocommit() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, &ManualWake::new());
+    // A trigger that fails the third insert of a batch, the insert of a dead letter, and the
+    // lease-token bump of a claim: each function must leave nothing of its earlier writes.
+    conn.execute_batch(
+        "CREATE TABLE fail_on (what TEXT);
+         CREATE TRIGGER t_jobs BEFORE INSERT ON honker_jobs
+           WHEN NEW.payload = '3' BEGIN SELECT RAISE(ABORT, 'boom'); END;
+         CREATE TRIGGER t_dead BEFORE INSERT ON honker_dead
+           WHEN EXISTS (SELECT 1 FROM fail_on WHERE what = 'dead') BEGIN SELECT RAISE(ABORT, 'boom'); END;
+         CREATE TRIGGER t_meta BEFORE UPDATE ON honker_meta
+           WHEN EXISTS (SELECT 1 FROM fail_on WHERE what = 'meta') BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+    )
+    .unwrap();
+    assert!(
+        conn.query_row("SELECT honker_enqueue_batch('q', '[1, 2, 3]')", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .is_err()
+    );
+    assert_eq!(rows(&conn, "honker_jobs"), 0);
+    assert!(conn.is_autocommit());
+
+    let id: i64 = one(&conn, "SELECT honker_enqueue('q', '1')");
+    conn.execute("INSERT INTO fail_on VALUES ('meta')", [])
+        .unwrap();
+    assert!(
+        conn.query_row("SELECT honker_claim('q', 'w', 1)", [], |r| r
+            .get::<_, String>(0))
+            .is_err()
+    );
+    let job = json(&conn, &format!("SELECT honker_job({id})"));
+    assert_eq!(
+        (job["state"].as_str(), job["attempts"].as_i64()),
+        (Some("pending"), Some(0))
+    );
+    conn.execute("DELETE FROM fail_on", []).unwrap();
+
+    let c = json(&conn, "SELECT honker_claim('q', 'w', 1)");
+    let token = c[0]["lease_token"].as_i64().unwrap();
+    conn.execute("INSERT INTO fail_on VALUES ('dead')", [])
+        .unwrap();
+    assert!(
+        conn.query_row(
+            &format!("SELECT honker_fail({id}, {token}, 'x')"),
+            [],
+            |r| r.get::<_, i64>(0)
+        )
+        .is_err()
+    );
+    assert_eq!(
+        json(&conn, &format!("SELECT honker_job({id})"))["state"],
+        "running"
+    );
+    assert_eq!(rows(&conn, "honker_dead"), 0);
+    assert!(conn.is_autocommit());
+}
+
+#[test]
+fn claim_wait_is_woken_by_a_commit_on_another_connection() {
+    let db = TempDb::new();
+    let wake = ManualWake::new();
+    let path = db.path();
+    let w = wake.clone();
+    let waiter = thread::spawn(move || {
+        let db_conn = honker_core::open(&path).unwrap();
+        honker_queue::sql::register(&db_conn, Arc::new(Provider(w))).unwrap();
+        let started = Instant::now();
+        let got: String = db_conn
+            .query_row(
+                "SELECT honker_claim_wait('q', 'w', 1, NULL, 30000)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (got, started.elapsed())
+    });
+    let conn = sql_conn(&db, &wake);
+    // Wait until the waiter sleeps, so the enqueue really is what wakes it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wake.waiters() == 0 {
+        assert!(Instant::now() < deadline, "the waiter never went to sleep");
+        thread::sleep(Duration::from_millis(1));
+    }
+    let id: i64 = one(&conn, "SELECT honker_enqueue('q', '7')");
+    wake.kick();
+    let (got, _) = waiter.join().unwrap();
+    let v: Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(v[0]["id"], id);
+}
+
+#[test]
+fn claim_wait_wakes_at_a_delayed_jobs_run_at_without_any_commit() {
+    let db = TempDb::new();
+    let wake = ManualWake::new();
+    let conn = sql_conn(&db, &wake);
+    let id: i64 = one(
+        &conn,
+        r#"SELECT honker_enqueue('q', '1', '{"delay_ms": 50}')"#,
+    );
+    // Never kicked: only the timer from honker_next_due can wake it before the 30 s timeout.
+    let got = json(&conn, "SELECT honker_claim_wait('q', 'w', 1, 1000, 30000)");
+    assert_eq!(got[0]["id"], id);
+    assert_eq!(
+        json(&conn, "SELECT honker_claim_wait('q', 'w', 1, 1000, 0)"),
+        Value::from(Vec::<Value>::new())
+    );
+}
