@@ -154,6 +154,8 @@ fn init(conn: Connection) -> rusqlite::Result<bool> {
     honker_core::sql::register(&conn)?;
     honker_wake::sql::register(&conn)?;
     honker_stream::sql::register(&conn, Arc::new(PinnedHub))?;
+    honker_queue::sql::register(&conn, Arc::new(PinnedHub))?;
+    honker_cron::sql::register(&conn)?;
     migrate_at_load(&conn)?;
     Ok(true)
 }

@@ -9,6 +9,7 @@
 //! `cargo build --release --manifest-path honker-ext/Cargo.toml`.
 
 mod cli;
+mod cron;
 mod cross;
 mod floor;
 mod hosts;
