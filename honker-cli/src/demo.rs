@@ -3,6 +3,7 @@
 //! that says plainly whether anything was lost.
 
 pub(crate) mod pubsub;
+pub(crate) mod queue;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -31,6 +32,12 @@ pub(crate) struct DemoArgs {
     /// Microseconds between notifications in the paced phase.
     #[arg(long, default_value_t = 1500)]
     pace_us: u64,
+    /// How many jobs the queue section enqueues (half as a burst, half paced by --pace-us).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(2..=10_000_000))]
+    jobs: u64,
+    /// How many worker processes the queue section starts.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    queue_workers: u64,
     /// For tests of the checks themselves: listener 1 throws away the notification with this
     /// `seq`, as a lossy system would, so the demo must report it lost and fail.
     #[arg(long, hide = true)]
@@ -64,7 +71,10 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode> {
         );
         println!();
     }
-    let sections: Vec<Box<dyn Section>> = vec![Box::new(pubsub::run(args, &db, &conn)?)];
+    let sections: Vec<Box<dyn Section>> = vec![
+        Box::new(pubsub::run(args, &db, &conn)?),
+        Box::new(queue::run(args, &db, &conn)?),
+    ];
     for s in &sections {
         s.print();
     }

@@ -3,9 +3,12 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_wake;
+mod bench_queue;
 mod commands;
 mod demo;
 mod errors;
+mod queue;
 mod stats;
 mod stream;
 
@@ -41,12 +44,28 @@ enum Command {
     Info(commands::DbArgs),
     /// Durable streams: list topics, tail a topic (`-f` follows), list consumers with lag, trim.
     Stream(stream::StreamArgs),
+    /// Job queues: stats, live jobs, dead letters, requeue, purge.
+    Queue(queue::QueueArgs),
+    /// Enqueue one job (a JSON payload) on a queue; prints its id.
+    Enqueue(queue::EnqueueArgs),
+    /// Run a command per job of a queue, the payload on its stdin: exit 0 acks the job, any
+    /// other status retries it with the command's stderr as the error.
+    Worker(queue::worker::WorkerArgs),
+    /// One worker process of `honker demo`'s queue section.
+    #[command(hide = true)]
+    DemoQueueWorker(demo::queue::WorkerArgs),
+    /// Queue benchmark helpers for `cargo xtask bench`.
+    #[command(flatten)]
+    BenchQueue(bench_queue::BenchQueueCommand),
     /// One listener process of `honker demo` (reports to the demo over stdout).
     #[command(hide = true)]
     DemoListener(demo::pubsub::ListenerArgs),
     /// Benchmark helpers for `cargo xtask bench`.
     #[command(flatten)]
     Bench(bench::BenchCommand),
+    /// Wake-backend benchmark helpers for `cargo xtask bench`.
+    #[command(flatten)]
+    BenchWake(bench_wake::BenchWakeCommand),
 }
 
 fn main() -> ExitCode {
@@ -58,8 +77,14 @@ fn main() -> ExitCode {
         Command::Migrate(args) => commands::migrate(&args),
         Command::Info(args) => commands::info(&args),
         Command::Stream(args) => stream::run(&args),
+        Command::Queue(args) => queue::run(&args),
+        Command::Enqueue(args) => queue::enqueue(&args),
+        Command::Worker(args) => queue::worker::run(&args),
+        Command::DemoQueueWorker(args) => demo::queue::worker_child(&args),
+        Command::BenchQueue(cmd) => bench_queue::run(cmd),
         Command::DemoListener(args) => demo::pubsub::listener_child(&args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::BenchWake(cmd) => bench_wake::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,7 @@
 //! Integration tests of the `honker` binary: each runs the built executable as a real process.
 
+mod queue;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
