@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 mod bench;
-mod bench_wake;
 mod bench_queue;
 mod commands;
 mod demo;
@@ -63,9 +62,6 @@ enum Command {
     /// Benchmark helpers for `cargo xtask bench`.
     #[command(flatten)]
     Bench(bench::BenchCommand),
-    /// Wake-backend benchmark helpers for `cargo xtask bench`.
-    #[command(flatten)]
-    BenchWake(bench_wake::BenchWakeCommand),
 }
 
 fn main() -> ExitCode {
@@ -84,7 +80,6 @@ fn main() -> ExitCode {
         Command::BenchQueue(cmd) => bench_queue::run(cmd),
         Command::DemoListener(args) => demo::pubsub::listener_child(&args),
         Command::Bench(cmd) => bench::run(cmd),
-        Command::BenchWake(cmd) => bench_wake::run(cmd),
     };
     match result {
         Ok(code) => code,
