@@ -5,6 +5,7 @@
 mod bench;
 mod bench_queue;
 mod commands;
+mod cron;
 mod demo;
 mod errors;
 mod queue;
@@ -43,6 +44,10 @@ enum Command {
     Info(commands::DbArgs),
     /// Durable streams: list topics, tail a topic (`-f` follows), list consumers with lag, trim.
     Stream(stream::StreamArgs),
+    /// Cron schedules: list, preview next fire times, add, remove, pause, resume.
+    Cron(cron::CronArgs),
+    /// Run the cron scheduler: fire due schedules into their queues (any number may run at once).
+    Scheduler(cron::SchedulerArgs),
     /// Job queues: stats, live jobs, dead letters, requeue, purge.
     Queue(queue::QueueArgs),
     /// Enqueue one job (a JSON payload) on a queue; prints its id.
@@ -73,6 +78,8 @@ fn main() -> ExitCode {
         Command::Migrate(args) => commands::migrate(&args),
         Command::Info(args) => commands::info(&args),
         Command::Stream(args) => stream::run(&args),
+        Command::Cron(args) => cron::run(&args),
+        Command::Scheduler(args) => cron::scheduler(&args),
         Command::Queue(args) => queue::run(&args),
         Command::Enqueue(args) => queue::enqueue(&args),
         Command::Worker(args) => queue::worker::run(&args),
