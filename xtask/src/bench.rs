@@ -96,9 +96,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let rows = samples.table();
     let table = render(&rows);
     let report = format!(
-        "# honker bench\n\n{}\n\n{table}\n{}\n",
+        "# honker bench\n\n{}\n\n{table}\n{}\n{}\n",
         header(&plan, &samples),
-        NOTES
+        NOTES,
+        QUEUE_NOTES
     );
     println!("{table}");
     let out = root.join("target").join("bench-report.md");
@@ -168,6 +169,8 @@ struct Samples {
     idle_raw: Vec<f64>,
     notify_ops: Vec<f64>,
     raw_ops: Vec<f64>,
+    /// The queue's figures (see `measure_queue`).
+    queue: QueueSamples,
     cpu_source: &'static str,
 }
 
@@ -230,6 +233,7 @@ impl Bench {
                     s.notify_ops.push(ops);
                 }
             }
+            self.measure_queue(run, flip, &tag, &mut s.queue)?;
         }
         Ok(s)
     }
@@ -627,6 +631,7 @@ impl Samples {
             target: ">= 0.80x".into(),
             pass: Some(n >= 0.8 * r),
         });
+        self.queue.rows(&mut rows, &lat_row);
         rows
     }
 }
@@ -725,6 +730,197 @@ fn build_honker(root: &Path) -> Result<PathBuf> {
     }
     std::io::stderr().flush()?;
     Ok(bin)
+}
+
+const QUEUE_NOTES: &str = "\
+Queue (honker-queue, driven through `honker bench-queue-*` processes):
+- Enqueue -> handler start: a producer process enqueues paced jobs (same pacing as the wake figures), each carrying its send time taken before the commit; a worker process running a `Worker` (1 handler thread, queue otherwise empty, so depth 0-1) subtracts it when its handler starts.
+  Baseline: the same producer doing a raw INSERT into `honker_jobs`, and a worker that is a bare rusqlite loop polling `PRAGMA data_version` every 1 ms, then claiming with `UPDATE ... RETURNING` and deleting.
+- Enqueue throughput: `Queue::enqueue` 1 job per `BEGIN IMMEDIATE` transaction, and 100 per transaction, vs prepared raw INSERTs of the same rows into `honker_jobs`.
+- Claim + ack throughput: a queue filled with N jobs (untimed) is drained by a `Worker` with 1 handler thread and batch 1 (one claim transaction and one ack transaction per job, plus the hand-over between its threads), vs a raw loop of `UPDATE ... RETURNING` (the same claim statement shape, one job) and `DELETE` on one connection.";
+
+/// Everything the queue rows need, one entry per run.
+#[derive(Debug, Default)]
+struct QueueSamples {
+    latency: Vec<Latency>,
+    latency_raw: Vec<Latency>,
+    enqueue_1: Vec<f64>,
+    enqueue_1_raw: Vec<f64>,
+    enqueue_100: Vec<f64>,
+    enqueue_100_raw: Vec<f64>,
+    drain: Vec<f64>,
+    drain_raw: Vec<f64>,
+}
+
+impl Bench {
+    /// The queue's figures for one run, each against its raw baseline.
+    fn measure_queue(&self, run: usize, flip: bool, tag: &str, q: &mut QueueSamples) -> Result<()> {
+        for raw in order(flip) {
+            let l = self.queue_latency(run, raw)?;
+            progress(
+                tag,
+                &format!("queue enqueue -> handler{}", suffix(raw)),
+                &lat(&l),
+            );
+            if raw {
+                q.latency_raw.push(l);
+            } else {
+                q.latency.push(l);
+            }
+        }
+        for batch in [1usize, 100] {
+            for raw in order(flip) {
+                let ops = self.queue_enqueue(run, batch, raw)?;
+                progress(
+                    tag,
+                    &format!("queue enqueue, {batch} per transaction{}", suffix(raw)),
+                    &format!("{ops:.0} jobs/s"),
+                );
+                let v = match (batch, raw) {
+                    (1, false) => &mut q.enqueue_1,
+                    (1, true) => &mut q.enqueue_1_raw,
+                    (_, false) => &mut q.enqueue_100,
+                    (_, true) => &mut q.enqueue_100_raw,
+                };
+                v.push(ops);
+            }
+        }
+        for raw in order(flip) {
+            let ops = self.queue_drain(run, raw)?;
+            progress(
+                tag,
+                &format!("queue claim + ack{}", suffix(raw)),
+                &format!("{ops:.0} jobs/s"),
+            );
+            if raw {
+                q.drain_raw.push(ops);
+            } else {
+                q.drain.push(ops);
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_latency(&self, run: usize, raw: bool) -> Result<Latency> {
+        let db = self.fresh_db(if raw { "qlat-raw" } else { "qlat" }, run)?;
+        let mut cmd = self.honker();
+        cmd.arg("bench-queue-worker")
+            .arg("--db")
+            .arg(&db)
+            .args(["--count", &self.plan.latency_samples.to_string()]);
+        if raw {
+            cmd.arg("--raw");
+        }
+        let mut worker = Helper::spawn(cmd, "bench-queue-worker")?;
+        worker.wait_line("ready")?;
+        let mut producer = self.honker();
+        producer
+            .arg("bench-queue-producer")
+            .arg("--db")
+            .arg(&db)
+            .args(["--count", &(self.plan.latency_samples + 20).to_string()])
+            .args(["--interval-us", &self.plan.cross_interval_us.to_string()]);
+        if raw {
+            producer.arg("--raw");
+        }
+        let mut producer = Helper::spawn(producer, "bench-queue-producer")?;
+        producer.wait_line("result")?;
+        producer.finish()?;
+        let line = worker.wait_line("result")?;
+        worker.finish()?;
+        latency_of(&line, "")
+    }
+
+    fn queue_enqueue(&self, run: usize, batch: usize, raw: bool) -> Result<f64> {
+        let name = format!("qenq{batch}{}", if raw { "-raw" } else { "" });
+        let db = self.fresh_db(&name, run)?;
+        let mut cmd = self.honker();
+        cmd.arg("bench-queue-enqueue")
+            .arg("--db")
+            .arg(&db)
+            .args([
+                "--count",
+                &(self.plan.throughput_ops * batch.min(10)).to_string(),
+            ])
+            .args(["--batch", &batch.to_string()]);
+        if raw {
+            cmd.arg("--raw");
+        }
+        let mut h = Helper::spawn(cmd, "bench-queue-enqueue")?;
+        let line = h.wait_line("result")?;
+        h.finish()?;
+        field(&line, "ops_per_s")
+    }
+
+    fn queue_drain(&self, run: usize, raw: bool) -> Result<f64> {
+        let db = self.fresh_db(if raw { "qdrain-raw" } else { "qdrain" }, run)?;
+        let mut cmd = self.honker();
+        cmd.arg("bench-queue-drain")
+            .arg("--db")
+            .arg(&db)
+            .args(["--count", &self.plan.throughput_ops.to_string()]);
+        if raw {
+            cmd.arg("--raw");
+        }
+        let mut h = Helper::spawn(cmd, "bench-queue-drain")?;
+        let line = h.wait_line("result")?;
+        h.finish()?;
+        field(&line, "ops_per_s")
+    }
+}
+
+/// Makes a latency row: (figure, value ns, baseline ns, target ms).
+type LatRow<'a> = &'a dyn Fn(&str, f64, f64, Option<f64>) -> Row;
+
+impl QueueSamples {
+    fn rows(&self, rows: &mut Vec<Row>, lat_row: LatRow<'_>) {
+        if self.latency.is_empty() {
+            return;
+        }
+        let p50: Pick = |l| l.p50;
+        let p99: Pick = |l| l.p99;
+        rows.push(lat_row(
+            "queue enqueue commit -> handler start p50 (cross-process, depth 0-1)",
+            med(&self.latency, p50),
+            med(&self.latency_raw, p50),
+            Some(1.0),
+        ));
+        rows.push(lat_row(
+            "queue enqueue commit -> handler start p99",
+            med(&self.latency, p99),
+            med(&self.latency_raw, p99),
+            None,
+        ));
+        let ops_row = |figure: &str, v: &[f64], b: &[f64], min_ratio: f64| {
+            let (v, b) = (median(v), median(b));
+            Row {
+                figure: figure.into(),
+                value: format!("{v:.0} jobs/s"),
+                baseline: format!("{b:.0} jobs/s"),
+                ratio: format!("{:.2}x", v / b),
+                target: format!(">= {min_ratio:.2}x"),
+                pass: Some(v >= min_ratio * b),
+            }
+        };
+        rows.push(ops_row(
+            "queue enqueue, 1 job per transaction",
+            &self.enqueue_1,
+            &self.enqueue_1_raw,
+            0.8,
+        ));
+        rows.push(ops_row(
+            "queue enqueue, 100 jobs per transaction",
+            &self.enqueue_100,
+            &self.enqueue_100_raw,
+            0.5,
+        ));
+        rows.push(ops_row(
+            "queue claim + ack via Worker (1 thread, batch 1, two transactions per job)",
+            &self.drain,
+            &self.drain_raw,
+            0.7,
+        ));
+    }
 }
 
 #[cfg(test)]
