@@ -2,6 +2,7 @@
 //! section (pub/sub now; queue, stream and cron sections join later), and ends with a summary
 //! that says plainly whether anything was lost.
 
+pub(crate) mod cron;
 pub(crate) mod pubsub;
 pub(crate) mod queue;
 
@@ -74,6 +75,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode> {
     let sections: Vec<Box<dyn Section>> = vec![
         Box::new(pubsub::run(args, &db, &conn)?),
         Box::new(queue::run(args, &db, &conn)?),
+        Box::new(cron::run(args, &db, &conn)?),
     ];
     for s in &sections {
         s.print();
