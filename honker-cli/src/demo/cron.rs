@@ -53,7 +53,7 @@ impl Section for CronSection {
             println!(
                 "  {}",
                 if self.ok() {
-                    "OK: each boundary fired exactly once, with one job"
+                    "OK: one fire and one job per boundary, none twice, none missing"
                 } else {
                     "FAILED: fires do not match boundaries one for one"
                 }
