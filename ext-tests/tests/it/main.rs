@@ -13,5 +13,6 @@ mod cron;
 mod cross;
 mod floor;
 mod hosts;
+mod queue;
 mod stream;
 mod support;
