@@ -46,6 +46,10 @@
 //!   backend's (about 1 ms with the default DataVersion watcher).
 //! - A fire row is the dedup key of its boundary and is kept for 7 days; processes whose clocks
 //!   differ by more than that could fire a boundary twice.
+//! - A tick is all or nothing: if the queue refuses one schedule's job (say its payload is over
+//!   a limit configured after the schedule was registered), the whole tick fails and nothing
+//!   fires until that schedule is fixed or removed; a [`Scheduler`] retries every second and
+//!   reports the error in [`SchedulerReport::last_error`].
 //! - Everything in honker-core's known limitations (same host, no network file systems).
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]

@@ -82,9 +82,26 @@ impl TickReport {
 /// SQLite errors (`db.busy` when the write lock stays taken), queue errors of an enqueue. On
 /// error nothing is written.
 pub fn tick(conn: &Connection, now: Millis) -> Result<TickReport> {
-    let report = write_atomically(conn, |c| Ok(tick_in(c, now)))??;
-    kick_after_commit(conn);
-    Ok(report)
+    // `write_atomically` rolls back only when its closure fails with a core error: carry a cron
+    // error (a queue refusing a job) out beside it, so a failed tick writes nothing.
+    let mut failure = None;
+    let outcome = write_atomically(conn, |c| {
+        tick_in(c, now).map_err(|e| {
+            let rollback = honker_core::Error::InvalidArgument {
+                name: "tick",
+                reason: e.to_string(),
+            };
+            failure = Some(e);
+            rollback
+        })
+    });
+    match outcome {
+        Ok(report) => {
+            kick_after_commit(conn);
+            Ok(report)
+        }
+        Err(core) => Err(failure.unwrap_or(Error::Core(core))),
+    }
 }
 
 /// A clock stopped at one instant: jobs a tick enqueues are stamped with the tick's `now`.

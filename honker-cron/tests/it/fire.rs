@@ -264,3 +264,39 @@ fn fire_history_is_pruned_by_age() {
         0
     );
 }
+
+#[test]
+fn a_tick_whose_enqueue_fails_writes_nothing() {
+    let (_d, _p, conn) = db();
+    register(&conn, &hourly("a", ScheduleOptions::default()), Millis(0)).unwrap();
+    let big = ScheduleSpec::new(
+        "b",
+        Schedule::parse("@every 1h").unwrap(),
+        "small",
+        r#"{"much":"too long for the queue"}"#,
+    );
+    register(&conn, &big, Millis(0)).unwrap();
+    // The queue now refuses the payload at enqueue time.
+    honker_queue::Queue::new("small")
+        .unwrap()
+        .configure(
+            &conn,
+            &honker_queue::QueueOptionsPatch {
+                max_payload_bytes: Some(4),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let err = tick(&conn, Millis(H)).unwrap_err();
+    assert_eq!(err.code(), "payload.too_large");
+    assert_eq!(count(&conn, "SELECT count(*) FROM honker_fires"), 0);
+    assert_eq!(count(&conn, "SELECT count(*) FROM honker_jobs"), 0);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM honker_schedules WHERE next_fire_ms = 3600000"
+        ),
+        2,
+        "no schedule moved on"
+    );
+}
