@@ -300,3 +300,56 @@ fn a_tick_whose_enqueue_fails_writes_nothing() {
         "no schedule moved on"
     );
 }
+
+/// Wait (with a generous deadline) until `cond` holds.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_scheduler_on_a_settable_clock_fires_on_time_and_applies_the_misfire_policy() {
+    let (_d, path, conn) = db();
+    let clock = honker_core::SettableClock::new(Millis(0));
+    let wake = std::sync::Arc::new(honker_core::ManualWake::new());
+    let opts = ScheduleOptions {
+        misfire: Misfire::Once,
+        ..ScheduleOptions::default()
+    };
+    register(&conn, &hourly("h", opts), Millis(0)).unwrap();
+    let scheduler = honker_cron::Scheduler::start(
+        &path,
+        wake.clone(),
+        honker_cron::SchedulerOptions {
+            clock: std::sync::Arc::new(clock.clone()),
+            ..honker_cron::SchedulerOptions::default()
+        },
+    )
+    .unwrap();
+    // It sleeps until 1h (real time); move the clock there and wake it.
+    clock.set(Millis(H));
+    honker_core::WakeSource::kick(&*wake);
+    eventually("the on-time fire", || scheduler.jobs() == 1);
+    // Down across 2h..6h: `once` fires one job for all of them.
+    clock.set(Millis(6 * H + 600_000));
+    honker_core::WakeSource::kick(&*wake);
+    eventually("the misfire", || scheduler.jobs() == 2);
+    let report = scheduler.shutdown().unwrap();
+    assert_eq!(report.jobs, 2);
+    assert_eq!(report.errors, 0);
+    assert_eq!(jobs_in(&conn, "q"), 2);
+    let fired: Vec<i64> = conn
+        .prepare("SELECT fire_ms FROM honker_fires ORDER BY fire_ms")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(fired, vec![H, 6 * H]);
+}
