@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_queue;
+mod bench_stream;
 mod commands;
 mod cron;
 mod demo;
@@ -67,6 +68,9 @@ enum Command {
     /// Benchmark helpers for `cargo xtask bench`.
     #[command(flatten)]
     Bench(bench::BenchCommand),
+    /// Stream benchmark helpers for `cargo xtask bench`.
+    #[command(flatten)]
+    BenchStream(bench_stream::BenchStreamCommand),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
         Command::BenchQueue(cmd) => bench_queue::run(cmd),
         Command::DemoListener(args) => demo::pubsub::listener_child(&args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::BenchStream(cmd) => bench_stream::run(cmd),
     };
     match result {
         Ok(code) => code,

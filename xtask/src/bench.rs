@@ -96,10 +96,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let rows = samples.table();
     let table = render(&rows);
     let report = format!(
-        "# honker bench\n\n{}\n\n{table}\n{}\n{}\n",
+        "# honker bench\n\n{}\n\n{table}\n{}\n{}\n{}\n",
         header(&plan, &samples),
         NOTES,
-        QUEUE_NOTES
+        QUEUE_NOTES,
+        STREAM_NOTES
     );
     println!("{table}");
     let out = root.join("target").join("bench-report.md");
@@ -171,6 +172,8 @@ struct Samples {
     raw_ops: Vec<f64>,
     /// The queue's figures (see `measure_queue`).
     queue: QueueSamples,
+    /// The stream's figures (see `measure_stream`).
+    stream: StreamSamples,
     cpu_source: &'static str,
 }
 
@@ -234,6 +237,7 @@ impl Bench {
                 }
             }
             self.measure_queue(run, flip, &tag, &mut s.queue)?;
+            self.measure_stream(run, flip, &tag, &mut s.stream)?;
         }
         Ok(s)
     }
@@ -632,6 +636,7 @@ impl Samples {
             pass: Some(n >= 0.8 * r),
         });
         self.queue.rows(&mut rows, &lat_row);
+        self.stream.rows(&mut rows, &lat_row);
         rows
     }
 }
@@ -949,5 +954,89 @@ mod tests {
         assert_eq!(Plan::parse(&["--runs".into(), "3".into()]).unwrap().runs, 3);
         assert!(Plan::parse(&["--runs".into(), "0".into()]).is_err());
         assert!(Plan::parse(&["--bogus".into()]).is_err());
+    }
+}
+
+const STREAM_NOTES: &str = "\
+Streams (honker-stream, driven through `honker bench-stream-*` processes):
+- Publish -> subscriber delivery: a publisher process commits paced `publish()` calls (same pacing as the wake figures), each event carrying its send time taken before the commit; a subscriber process running a `Subscriber` (anonymous, from the latest offset, default DataVersion wake) subtracts it on receipt.
+  Baseline: the same publisher, and a subscriber that is a bare rusqlite loop polling `PRAGMA data_version` every 1 ms, then SELECTing events after its last offset.
+- Publish throughput and replay against raw rusqlite are criterion benches: `cargo bench -p honker-stream --bench stream`.";
+
+/// Everything the stream rows need, one entry per run.
+#[derive(Debug, Default)]
+struct StreamSamples {
+    latency: Vec<Latency>,
+    latency_raw: Vec<Latency>,
+}
+
+impl Bench {
+    /// Cross-process publish -> subscriber delivery, honker and raw, in alternating order.
+    fn measure_stream(
+        &self,
+        run: usize,
+        flip: bool,
+        tag: &str,
+        st: &mut StreamSamples,
+    ) -> Result<()> {
+        for raw in order(flip) {
+            let db = self.fresh_db(if raw { "stream-raw" } else { "stream" }, run)?;
+            let mut cmd = self.honker();
+            cmd.arg("bench-stream-subscriber")
+                .arg("--db")
+                .arg(&db)
+                .args(["--count", &self.plan.latency_samples.to_string()]);
+            if raw {
+                cmd.arg("--raw");
+            }
+            let mut sub = Helper::spawn(cmd, "bench-stream-subscriber")?;
+            sub.wait_line("ready")?;
+            let mut publisher = self.honker();
+            publisher
+                .arg("bench-stream-publisher")
+                .arg("--db")
+                .arg(&db)
+                .args(["--count", &(self.plan.latency_samples + 20).to_string()])
+                .args(["--interval-us", &self.plan.cross_interval_us.to_string()]);
+            let mut publisher = Helper::spawn(publisher, "bench-stream-publisher")?;
+            publisher.wait_line("result")?;
+            publisher.finish()?;
+            let line = sub.wait_line("result")?;
+            sub.finish()?;
+            let l = latency_of(&line, "")?;
+            progress(
+                tag,
+                &format!("stream publish -> subscriber{}", suffix(raw)),
+                &lat(&l),
+            );
+            if raw {
+                st.latency_raw.push(l);
+            } else {
+                st.latency.push(l);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StreamSamples {
+    fn rows(&self, rows: &mut Vec<Row>, lat_row: LatRow<'_>) {
+        if self.latency.is_empty() {
+            return;
+        }
+        let p50: Pick = |l| l.p50;
+        let p99: Pick = |l| l.p99;
+        rows.push(lat_row(
+            "stream publish -> subscriber delivery p50 (cross-process, commit incl.)",
+            med(&self.latency, p50),
+            med(&self.latency_raw, p50),
+            Some(1.0),
+        ));
+        rows.push(lat_row(
+            "stream publish -> subscriber delivery p99",
+            med(&self.latency, p99),
+            med(&self.latency_raw, p99),
+            None,
+        ));
     }
 }

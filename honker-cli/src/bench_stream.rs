@@ -1,0 +1,165 @@
+//! Hidden stream benchmark helpers for `cargo xtask bench`: a subscriber process (a honker
+//! `Subscriber`, or a raw rusqlite loop polling `PRAGMA data_version` as the baseline) and a
+//! publisher process committing paced events that carry their send time.
+//!
+//! Each prints `ready` (the subscriber) and one `result key=value ...` line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use honker_stream::{StartFrom, SubscribeOptions, Subscriber};
+use rusqlite::Connection;
+
+use crate::commands::open;
+use crate::stats::{Summary, now_ns};
+
+const TOPIC: &str = "bench";
+
+/// The hidden stream benchmark subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchStreamCommand {
+    /// Receive paced stream events and print publish -> delivery latency percentiles.
+    #[command(name = "bench-stream-subscriber", hide = true)]
+    Subscriber(SubscriberArgs),
+    /// Publish paced stream events carrying their send time.
+    #[command(name = "bench-stream-publisher", hide = true)]
+    Publisher(PublisherArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SubscriberArgs {
+    #[arg(long)]
+    db: PathBuf,
+    /// Events to measure (after the warm-up ones).
+    #[arg(long)]
+    count: usize,
+    #[arg(long, default_value_t = 20)]
+    warmup: usize,
+    /// Baseline: no honker, a bare loop polling `PRAGMA data_version` every 1 ms, then an
+    /// indexed SELECT after the last offset.
+    #[arg(long)]
+    raw: bool,
+    #[arg(long, default_value_t = 120_000)]
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PublisherArgs {
+    #[arg(long)]
+    db: PathBuf,
+    #[arg(long)]
+    count: usize,
+    /// Mean microseconds between publishes (each gap jittered by up to +-25%).
+    #[arg(long, default_value_t = 1300)]
+    interval_us: u64,
+}
+
+pub(crate) fn run(cmd: BenchStreamCommand) -> Result<ExitCode> {
+    match cmd {
+        BenchStreamCommand::Subscriber(a) => subscriber(&a),
+        BenchStreamCommand::Publisher(a) => publisher(&a),
+    }
+}
+
+fn say(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn latency(payload: &str, recv_ns: i64) -> Result<i64> {
+    let v: serde_json::Value = serde_json::from_str(payload)?;
+    let sent = v["sent_ns"].as_i64().context("payload without sent_ns")?;
+    Ok(recv_ns - sent)
+}
+
+fn subscriber(a: &SubscriberArgs) -> Result<ExitCode> {
+    let want = a.count + a.warmup;
+    let deadline = Instant::now() + Duration::from_millis(a.timeout_ms);
+    let mut samples = Vec::with_capacity(want);
+    if a.raw {
+        let conn = Connection::open(&a.db)?;
+        conn.busy_timeout(honker_core::BUSY_TIMEOUT)?;
+        let mut version = conn.prepare("PRAGMA data_version")?;
+        let mut select = conn.prepare(
+            r#"SELECT "offset", payload FROM honker_streams
+               WHERE topic = ?1 AND "offset" > ?2 ORDER BY "offset""#,
+        )?;
+        let mut last: i64 = conn.query_row(
+            r#"SELECT coalesce(max("offset"), 0) FROM honker_streams"#,
+            [],
+            |r| r.get(0),
+        )?;
+        let mut seen: i64 = version.query_row([], |r| r.get(0))?;
+        say("ready")?;
+        while samples.len() < want {
+            let v: i64 = version.query_row([], |r| r.get(0))?;
+            if v == seen {
+                if Instant::now() >= deadline {
+                    bail!("timed out with {} of {want} events", samples.len());
+                }
+                thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            seen = v;
+            let mut rows = select.query(rusqlite::params![TOPIC, last])?;
+            while let Some(row) = rows.next()? {
+                let recv = now_ns();
+                last = row.get(0)?;
+                samples.push(latency(&row.get::<_, String>(1)?, recv)?);
+            }
+        }
+    } else {
+        let wake = honker_wake::wake_for(&a.db)?;
+        let mut sub = Subscriber::new(
+            open(&a.db)?,
+            TOPIC,
+            wake,
+            SubscribeOptions {
+                consumer: None,
+                start: StartFrom::Latest,
+                ..SubscribeOptions::default()
+            },
+        )?;
+        say("ready")?;
+        while samples.len() < want {
+            let Some(e) = sub.recv(Some(deadline))? else {
+                bail!("timed out with {} of {want} events", samples.len());
+            };
+            samples.push(latency(&e.payload, now_ns())?);
+        }
+    }
+    let mut measured = samples.split_off(a.warmup.min(samples.len()));
+    let s = Summary::of(&mut measured).context("no samples")?;
+    say(&format!("result {}", s.kv("")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn publisher(a: &PublisherArgs) -> Result<ExitCode> {
+    let conn = open(&a.db)?;
+    let mean = Duration::from_micros(a.interval_us);
+    let mut state: u64 = 0x5eed;
+    let mut due = Instant::now();
+    for seq in 0..a.count {
+        // A small LCG jitters the gaps so sends never phase-lock with a 1 ms poller.
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+        due += mean.mul_f64(0.75 + unit * 0.5);
+        let now = Instant::now();
+        if due > now {
+            thread::sleep(due - now);
+        }
+        let payload = format!(r#"{{"seq":{seq},"sent_ns":{}}}"#, now_ns());
+        honker_stream::publish(&conn, TOPIC, &payload)?;
+    }
+    say(&format!("result sent={}", a.count))?;
+    Ok(ExitCode::SUCCESS)
+}
