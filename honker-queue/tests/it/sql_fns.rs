@@ -248,3 +248,41 @@ fn claim_wait_wakes_at_a_delayed_jobs_run_at_without_any_commit() {
         Value::from(Vec::<Value>::new())
     );
 }
+
+#[test]
+fn a_blocked_claim_wait_pins_no_wal_snapshot() {
+    let db = TempDb::new();
+    let wake = ManualWake::new();
+    let conn = sql_conn(&db, &wake);
+    // Some WAL content, so a checkpoint has frames to copy back.
+    let id: i64 = one(&conn, "SELECT honker_enqueue('other', '1')");
+    assert!(id > 0);
+    let path = db.path();
+    let w = wake.clone();
+    let waiter = thread::spawn(move || {
+        let c = honker_core::open(&path).unwrap();
+        honker_queue::sql::register(&c, Arc::new(Provider(w))).unwrap();
+        c.query_row(
+            "SELECT honker_claim_wait('q', 'w', 1, NULL, 30000)",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wake.waiters() == 0 {
+        assert!(Instant::now() < deadline, "the waiter never went to sleep");
+        thread::sleep(Duration::from_millis(1));
+    }
+    // A TRUNCATE checkpoint completes only if no reader holds a snapshot.
+    let (busy, _, _): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(busy, 0, "the blocked claim_wait holds a read transaction");
+    one::<i64>(&conn, "SELECT honker_enqueue('q', '2')");
+    wake.kick();
+    let got: Value = serde_json::from_str(&waiter.join().unwrap()).unwrap();
+    assert_eq!(got[0]["payload"], 2);
+}
