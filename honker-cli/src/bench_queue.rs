@@ -95,9 +95,16 @@ pub(crate) struct DrainArgs {
     /// Jobs to drain.
     #[arg(long)]
     count: usize,
-    /// Baseline: raw `UPDATE ... RETURNING` claims and `DELETE` acks, one job each.
+    /// Baseline: raw `UPDATE ... RETURNING` claims and `DELETE` acks.
     #[arg(long)]
     raw: bool,
+    /// Without the `Worker`: a loop of `Queue::claim` and `Queue::ack` (or `ack_batch`) on one
+    /// connection, the same shape as the raw loop.
+    #[arg(long)]
+    direct: bool,
+    /// Jobs per claim (and per ack transaction) for `--direct` and `--raw`.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
 }
 
 pub(crate) fn run(cmd: BenchQueueCommand) -> Result<ExitCode> {
@@ -288,6 +295,38 @@ fn enqueue(a: &EnqueueArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The raw baseline of batch claims: one `UPDATE ... RETURNING` of `batch` jobs, then one
+/// transaction deleting them.
+fn raw_drain_batches(conn: &Connection, count: usize, batch: usize) -> Result<()> {
+    let claim = "UPDATE honker_jobs SET state = 2, attempts = attempts + 1, lease_token = ?2,
+             lease_expires = ?3, worker = 'raw'
+         WHERE id IN (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0
+                      ORDER BY priority DESC, run_at, id LIMIT ?4)
+         RETURNING id, payload";
+    let mut token = 0i64;
+    let mut done = 0;
+    while done < count {
+        token += 1;
+        let now_ms = now_ns() / 1_000_000;
+        let ids: Vec<i64> = conn
+            .prepare_cached(claim)?
+            .query_map(params![QUEUE, token, now_ms + 30_000, batch as i64], |r| {
+                r.get(0)
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        if ids.is_empty() {
+            bail!("the queue ran dry at {done} of {count}");
+        }
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        for id in &ids {
+            tx.prepare_cached(RAW_ACK)?.execute(params![id, token])?;
+        }
+        tx.commit()?;
+        done += ids.len();
+    }
+    Ok(())
+}
+
 fn drain(a: &DrainArgs) -> Result<ExitCode> {
     let conn = open(&a.db)?;
     let q = Queue::new(QUEUE)?;
@@ -299,8 +338,11 @@ fn drain(a: &DrainArgs) -> Result<ExitCode> {
         q.enqueue_batch(&tx, &refs, &EnqueueOptions::default())?;
         tx.commit()?;
     }
+    let batch = a.batch.max(1);
     let start = Instant::now();
-    if a.raw {
+    if a.raw && batch > 1 {
+        raw_drain_batches(&conn, a.count, batch)?;
+    } else if a.raw {
         let mut token = 0i64;
         let mut done = 0;
         while done < a.count {
@@ -313,6 +355,21 @@ fn drain(a: &DrainArgs) -> Result<ExitCode> {
                 })?;
             conn.prepare_cached(RAW_ACK)?.execute(params![id, token])?;
             done += 1;
+        }
+    } else if a.direct {
+        let mut done = 0;
+        while done < a.count {
+            let jobs = q.claim(&conn, "bench", batch, None)?;
+            if jobs.is_empty() {
+                bail!("the queue ran dry at {done} of {}", a.count);
+            }
+            if batch == 1 {
+                q.ack(&conn, jobs[0].id, jobs[0].lease_token)?;
+            } else {
+                let held: Vec<_> = jobs.iter().map(|j| (j.id, j.lease_token)).collect();
+                q.ack_batch(&conn, &held)?;
+            }
+            done += jobs.len();
         }
     } else {
         let wake = honker_wake::wake_for(&a.db)?;

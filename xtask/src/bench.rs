@@ -135,6 +135,7 @@ Method:
   Baseline: a raw INSERT, then a std channel message to the reader thread, which SELECTs.
 - Idle CPU: on-CPU time of the whole process (all threads, `/proc/<pid>/task/*/schedstat`, or utime+stime from `/proc/<pid>/stat` where schedstat is absent) over the window, after a 1 s settle.
   Baseline: a bare loop running a prepared `PRAGMA data_version` every 1 ms.
+- Wake backends (`wake <backend>` rows): the same paced publisher against `honker bench-wake-listener --backend <backend>` (a Listener whose wake source is that backend from the Hub); baseline: the raw 1 ms `data_version` listener above. Idle CPU: a parked listener per backend and the raw 1 ms poll loop, all measured in one window, in ms of CPU per second.
 - Throughput: one notification per autocommit transaction (WAL, synchronous=NORMAL), vs one raw INSERT of the same row per autocommit transaction on a connection with the same settings.";
 
 /// Where the figures come from.
@@ -175,6 +176,11 @@ struct Samples {
     /// The stream's figures (see `measure_stream`).
     stream: StreamSamples,
     cpu_source: &'static str,
+    /// Per wake backend ([`WAKE_BACKENDS`]): cross-process latency and idle CPU (% of a core).
+    wake: [Vec<Latency>; 3],
+    wake_idle: [Vec<f64>; 3],
+    /// The raw `data_version` poll loop, idle, measured in the same window as `wake_idle`.
+    wake_idle_raw: Vec<f64>,
 }
 
 impl Bench {
@@ -238,6 +244,7 @@ impl Bench {
             }
             self.measure_queue(run, flip, &tag, &mut s.queue)?;
             self.measure_stream(run, flip, &tag, &mut s.stream)?;
+            self.wake_backends(run, &tag, &mut s)?;
         }
         Ok(s)
     }
@@ -625,6 +632,7 @@ impl Samples {
             target: "~0 (<= 0.05% CPU)".into(),
             pass: Some(open <= 0.05),
         });
+        self.wake_rows(&mut rows);
         let n = median(&self.notify_ops);
         let r = median(&self.raw_ops);
         rows.push(Row {
@@ -638,6 +646,151 @@ impl Samples {
         self.queue.rows(&mut rows, &lat_row);
         self.stream.rows(&mut rows, &lat_row);
         rows
+    }
+}
+
+/// The wake backends `cargo xtask bench` compares, by the names `honker bench-wake-*` take.
+const WAKE_BACKENDS: [&str; 3] = ["data_version", "stat", "kernel"];
+
+impl Bench {
+    /// Cross-process latency through each wake backend (the shared `bench-publisher` against
+    /// `bench-wake-listener --backend B`), then the idle CPU of a parked listener on each backend
+    /// and of the raw poll loop, all in one window.
+    fn wake_backends(&self, run: usize, tag: &str, s: &mut Samples) -> Result<()> {
+        let mut order: Vec<usize> = (0..WAKE_BACKENDS.len()).collect();
+        order.rotate_left(run % WAKE_BACKENDS.len());
+        for i in order {
+            let backend = WAKE_BACKENDS[i];
+            let db = self.fresh_db(&format!("wake-{backend}"), run)?;
+            let mut cmd = self.honker();
+            cmd.arg("bench-wake-listener")
+                .arg("--db")
+                .arg(&db)
+                .args(["--backend", backend])
+                .args(["--count", &self.plan.latency_samples.to_string()]);
+            let mut listener = Helper::spawn(cmd, "bench-wake-listener")?;
+            listener.wait_line("ready")?;
+            let mut publisher = self.honker();
+            publisher
+                .arg("bench-publisher")
+                .arg("--db")
+                .arg(&db)
+                .args(["--count", &(self.plan.latency_samples + 20).to_string()])
+                .args(["--interval-us", &self.plan.cross_interval_us.to_string()]);
+            let mut publisher = Helper::spawn(publisher, "bench-publisher")?;
+            publisher.wait_line("result")?;
+            publisher.finish()?;
+            let line = listener.wait_line("result")?;
+            listener.finish()?;
+            let l = latency_of(&line, "")?;
+            progress(
+                tag,
+                &format!("wake backend {backend}: cross-process"),
+                &lat(&l),
+            );
+            s.wake[i].push(l);
+        }
+        let mut helpers = Vec::new();
+        for backend in WAKE_BACKENDS {
+            let db = self.fresh_db(&format!("wake-idle-{backend}"), run)?;
+            let mut cmd = self.honker();
+            cmd.arg("bench-wake-idle")
+                .arg("--db")
+                .arg(&db)
+                .args(["--backend", backend]);
+            let mut h = Helper::spawn(cmd, "bench-wake-idle")?;
+            h.wait_line("ready")?;
+            helpers.push(h);
+        }
+        let db = self.fresh_db("wake-idle-raw", run)?;
+        let mut cmd = self.honker();
+        cmd.arg("bench-idle")
+            .arg("--db")
+            .arg(&db)
+            .args(["--mode", "raw-poll"]);
+        let mut h = Helper::spawn(cmd, "bench-idle")?;
+        h.wait_line("ready")?;
+        helpers.push(h);
+        // Let start-up work finish before measuring.
+        thread::sleep(Duration::from_secs(1));
+        let before: Vec<u64> = helpers
+            .iter()
+            .map(|h| cpu_ns(h.child.id()).map(|c| c.0))
+            .collect::<Result<_>>()?;
+        let start = Instant::now();
+        thread::sleep(self.plan.idle_window);
+        let mut pct = Vec::new();
+        for (h, b) in helpers.iter().zip(&before) {
+            let (ns, _) = cpu_ns(h.child.id())?;
+            pct.push((ns - b) as f64 / start.elapsed().as_nanos() as f64 * 100.0);
+        }
+        for h in helpers {
+            h.finish()?;
+        }
+        for (i, p) in pct.iter().take(WAKE_BACKENDS.len()).enumerate() {
+            s.wake_idle[i].push(*p);
+        }
+        let raw = pct[WAKE_BACKENDS.len()];
+        s.wake_idle_raw.push(raw);
+        progress(
+            tag,
+            "wake backends: idle CPU (ms/s)",
+            &format!(
+                "data_version {:.3}  stat {:.3}  kernel {:.3}  raw poll {:.3}",
+                pct[0] * 10.0,
+                pct[1] * 10.0,
+                pct[2] * 10.0,
+                raw * 10.0
+            ),
+        );
+        Ok(())
+    }
+}
+
+impl Samples {
+    /// Per backend: cross-process latency p50/p90/p99/max against the raw 1 ms `data_version`
+    /// listener, and idle CPU of a parked listener against the raw poll loop.
+    fn wake_rows(&self, rows: &mut Vec<Row>) {
+        let fields: [(&str, Pick); 4] = [
+            ("p50", |l| l.p50),
+            ("p90", |l| l.p90),
+            ("p99", |l| l.p99),
+            ("max", |l| l.max),
+        ];
+        let dv_idle = median(&self.wake_idle[0]);
+        let raw_idle = median(&self.wake_idle_raw);
+        for (i, backend) in WAKE_BACKENDS.iter().enumerate() {
+            for (name, f) in fields {
+                let v = med(&self.wake[i], f);
+                let b = med(&self.cross_raw, f);
+                let target_ms = (*backend == "kernel" && name == "p50").then_some(0.15);
+                rows.push(Row {
+                    figure: format!("wake {backend}: cross-process {name} (commit incl.)"),
+                    value: ms(v),
+                    baseline: ms(b),
+                    ratio: format!("{:.2}x", v / b),
+                    target: target_ms.map_or("-".into(), |t| format!("<= {}", ms(t * 1e6))),
+                    pass: target_ms.map(|t| v <= t * 1e6),
+                });
+            }
+            let idle = median(&self.wake_idle[i]);
+            let (target, pass) = match *backend {
+                "kernel" => ("<= 0.200 ms/s".to_string(), Some(idle * 10.0 <= 0.2)),
+                "stat" => (
+                    format!("<= data_version ({:.3} ms/s)", dv_idle * 10.0),
+                    Some(idle <= dv_idle),
+                ),
+                _ => ("-".to_string(), None),
+            };
+            rows.push(Row {
+                figure: format!("wake {backend}: idle CPU, parked listener"),
+                value: format!("{:.3} ms/s", idle * 10.0),
+                baseline: format!("{:.3} ms/s", raw_idle * 10.0),
+                ratio: format!("{:.2}x", idle / raw_idle),
+                target,
+                pass,
+            });
+        }
     }
 }
 
@@ -742,7 +895,8 @@ Queue (honker-queue, driven through `honker bench-queue-*` processes):
 - Enqueue -> handler start: a producer process enqueues paced jobs (same pacing as the wake figures), each carrying its send time taken before the commit; a worker process running a `Worker` (1 handler thread, queue otherwise empty, so depth 0-1) subtracts it when its handler starts.
   Baseline: the same producer doing a raw INSERT into `honker_jobs`, and a worker that is a bare rusqlite loop polling `PRAGMA data_version` every 1 ms, then claiming with `UPDATE ... RETURNING` and deleting.
 - Enqueue throughput: `Queue::enqueue` 1 job per `BEGIN IMMEDIATE` transaction, and 100 per transaction, vs prepared raw INSERTs of the same rows into `honker_jobs`.
-- Claim + ack throughput: a queue filled with N jobs (untimed) is drained by a `Worker` with 1 handler thread and batch 1 (one claim transaction and one ack transaction per job, plus the hand-over between its threads), vs a raw loop of `UPDATE ... RETURNING` (the same claim statement shape, one job) and `DELETE` on one connection.";
+- Claim + ack throughput, depth = the number of jobs drained (5000, or 50000 for batches of 128; 1000/10000 with --quick), filled untimed: `Queue::claim` of 1 then `Queue::ack` (two transactions per job), and `Queue::claim` of 128 then one `ack_batch`, each vs the same loop in raw SQL (`UPDATE ... RETURNING` of 1 or 128, then `DELETE`s in one transaction).
+  Through the runtime: the queue is drained by a `Worker` with 1 handler thread and batch 1 (one claim transaction and one ack transaction per job, plus the hand-over between its threads), vs a raw loop of `UPDATE ... RETURNING` (the same claim statement shape, one job) and `DELETE` on one connection.";
 
 /// Everything the queue rows need, one entry per run.
 #[derive(Debug, Default)]
@@ -755,6 +909,11 @@ struct QueueSamples {
     enqueue_100_raw: Vec<f64>,
     drain: Vec<f64>,
     drain_raw: Vec<f64>,
+    /// `Queue::claim` + `Queue::ack` loops, by batch size (1, 128), and their raw baselines.
+    direct_1: Vec<f64>,
+    direct_1_raw: Vec<f64>,
+    direct_128: Vec<f64>,
+    direct_128_raw: Vec<f64>,
 }
 
 impl Bench {
@@ -791,16 +950,33 @@ impl Bench {
             }
         }
         for raw in order(flip) {
-            let ops = self.queue_drain(run, raw)?;
+            let ops = self.queue_drain(run, raw, None)?;
             progress(
                 tag,
-                &format!("queue claim + ack{}", suffix(raw)),
+                &format!("queue claim + ack via Worker{}", suffix(raw)),
                 &format!("{ops:.0} jobs/s"),
             );
             if raw {
                 q.drain_raw.push(ops);
             } else {
                 q.drain.push(ops);
+            }
+        }
+        for batch in [1usize, 128] {
+            for raw in order(flip) {
+                let ops = self.queue_drain(run, raw, Some(batch))?;
+                progress(
+                    tag,
+                    &format!("queue claim {batch} + ack {batch}{}", suffix(raw)),
+                    &format!("{ops:.0} jobs/s"),
+                );
+                let v = match (batch, raw) {
+                    (1, false) => &mut q.direct_1,
+                    (1, true) => &mut q.direct_1_raw,
+                    (_, false) => &mut q.direct_128,
+                    (_, true) => &mut q.direct_128_raw,
+                };
+                v.push(ops);
             }
         }
         Ok(())
@@ -857,15 +1033,29 @@ impl Bench {
         field(&line, "ops_per_s")
     }
 
-    fn queue_drain(&self, run: usize, raw: bool) -> Result<f64> {
-        let db = self.fresh_db(if raw { "qdrain-raw" } else { "qdrain" }, run)?;
+    /// Drain throughput: through a `Worker` (`direct: None`), or `Queue::claim`/`ack` loops
+    /// claiming `Some(batch)` jobs at a time.
+    fn queue_drain(&self, run: usize, raw: bool, direct: Option<usize>) -> Result<f64> {
+        let name = format!(
+            "qdrain{}{}",
+            direct.map_or(String::new(), |b| format!("-direct{b}")),
+            if raw { "-raw" } else { "" }
+        );
+        let db = self.fresh_db(&name, run)?;
         let mut cmd = self.honker();
+        let count = self.plan.throughput_ops * direct.map_or(1, |b| b.min(10));
         cmd.arg("bench-queue-drain")
             .arg("--db")
             .arg(&db)
-            .args(["--count", &self.plan.throughput_ops.to_string()]);
+            .args(["--count", &count.to_string()]);
         if raw {
             cmd.arg("--raw");
+        }
+        if let Some(b) = direct {
+            cmd.args(["--batch", &b.to_string()]);
+            if !raw {
+                cmd.arg("--direct");
+            }
         }
         let mut h = Helper::spawn(cmd, "bench-queue-drain")?;
         let line = h.wait_line("result")?;
@@ -918,6 +1108,18 @@ impl QueueSamples {
             &self.enqueue_100,
             &self.enqueue_100_raw,
             0.5,
+        ));
+        rows.push(ops_row(
+            "queue claim 1 + ack 1 (Queue::claim/ack, two transactions per job)",
+            &self.direct_1,
+            &self.direct_1_raw,
+            0.7,
+        ));
+        rows.push(ops_row(
+            "queue claim 128 + ack 128 (Queue::claim/ack_batch)",
+            &self.direct_128,
+            &self.direct_128_raw,
+            0.6,
         ));
         rows.push(ops_row(
             "queue claim + ack via Worker (1 thread, batch 1, two transactions per job)",
