@@ -5,6 +5,7 @@
 pub(crate) mod cron;
 pub(crate) mod pubsub;
 pub(crate) mod queue;
+pub(crate) mod stream;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -75,6 +76,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode> {
     let sections: Vec<Box<dyn Section>> = vec![
         Box::new(pubsub::run(args, &db, &conn)?),
         Box::new(queue::run(args, &db, &conn)?),
+        Box::new(stream::run(args, &db, &conn)?),
         Box::new(cron::run(args, &db, &conn)?),
     ];
     for s in &sections {

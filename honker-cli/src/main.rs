@@ -65,6 +65,9 @@ enum Command {
     /// One listener process of `honker demo` (reports to the demo over stdout).
     #[command(hide = true)]
     DemoListener(demo::pubsub::ListenerArgs),
+    /// One stream consumer process of `honker demo` (applies events to a projection).
+    #[command(hide = true)]
+    DemoStreamConsumer(demo::stream::ConsumerArgs),
     /// Benchmark helpers for `cargo xtask bench`.
     #[command(flatten)]
     Bench(bench::BenchCommand),
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::DemoQueueWorker(args) => demo::queue::worker_child(&args),
         Command::BenchQueue(cmd) => bench_queue::run(cmd),
         Command::DemoListener(args) => demo::pubsub::listener_child(&args),
+        Command::DemoStreamConsumer(args) => demo::stream::consumer_child(&args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::BenchStream(cmd) => bench_stream::run(cmd),
     };
