@@ -9,4 +9,5 @@ mod sql;
 mod stream_basic;
 mod stream_model;
 mod stream_process;
+mod stream_sql;
 mod util;
