@@ -512,6 +512,10 @@ fn poll_loop(shared: &Shared, mut poller: Poller, mut armed: Armed) -> Result<()
     let mut pause = armed.floor;
     let mut settle = Settle::default();
     let quit = || shared.stop.load(Ordering::Acquire) || shared.cell.waiters() == 0;
+    // Watchers with a slow floor (Kernel) stat as often as they poll: renames and deletions
+    // raise events, this is the backstop.
+    let stat_every = STAT_EVERY.max(armed.floor);
+    let stat_slack = armed.floor.min(STAT_EVERY) / 2;
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return Ok(());
@@ -526,6 +530,8 @@ fn poll_loop(shared: &Shared, mut poller: Poller, mut armed: Armed) -> Result<()
             continue;
         }
         let now = Instant::now();
+        // A stat due soon is done in this wake-up, so an idle watcher wakes once per floor.
+        let stat_due = now + stat_slack >= next_stat;
         if now >= next_check {
             Shared::bump(&shared.polls);
             match poller.poll() {
@@ -566,8 +572,8 @@ fn poll_loop(shared: &Shared, mut poller: Poller, mut armed: Armed) -> Result<()
             };
         }
         let now = Instant::now();
-        if now >= next_stat {
-            next_stat = now + STAT_EVERY;
+        if stat_due {
+            next_stat = now + stat_every;
             shared.check_file()?;
         }
         if next_check <= now {

@@ -23,7 +23,7 @@ pub struct KernelOptions {
 impl Default for KernelOptions {
     fn default() -> KernelOptions {
         KernelOptions {
-            floor: Duration::from_millis(250),
+            floor: Duration::from_secs(1),
             trust_raw_events: false,
         }
     }
