@@ -1,4 +1,7 @@
-//! honker-stream: Postgres-style `NOTIFY`/`LISTEN` for an SQLite file.
+//! honker-stream: Postgres-style `NOTIFY`/`LISTEN` and durable streams with per-consumer
+//! offsets for an SQLite file.
+//!
+//! # Pub/sub
 //!
 //! [`notify`] writes a notification in the caller's own transaction: it is seen by listeners when
 //! (and only if) that transaction commits. A [`Listener`] owns a connection and a
@@ -32,6 +35,44 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Durable streams
+//!
+//! [`publish`] appends an event to a topic in the caller's transaction and returns its
+//! [`Offset`]. Offsets are **global** (one sequence for every topic), assigned in commit order and
+//! never reused, so within one topic they increase but have **gaps**. [`read`] and [`read_wait`]
+//! return events after an offset. A named consumer's offset is saved with [`commit_offset`], in
+//! the caller's transaction: apply an event's effects and commit its offset in one transaction,
+//! and a crash can neither lose nor repeat an effect. Commits are monotonic (a lower offset
+//! reports [`Commit::NotAdvanced`] and changes nothing).
+//!
+//! A [`Subscriber`] replays from the consumer's committed offset (or a given one) and then follows
+//! live events through the same read loop, so the switch-over has no gap and no duplicate. It
+//! commits by hand or automatically every N events and/or T ms, always before handing out the next
+//! event (a crash replays at most N).
+//!
+//! [`trim`] removes a prefix of a topic by age, count or offset, and publishes apply stored
+//! per-topic policies ([`set_topic_policy`]) every [`AUTO_TRIM_EVERY`] offsets. A trim never
+//! removes an event a registered consumer has not committed past unless it is forced; a reader
+//! that a forced trim passed gets [`Error::Trimmed`] (`stream.trimmed`) naming the first available
+//! offset, never a silent skip. [`consumers`] lists a topic's consumers with their lag in events
+//! and milliseconds; [`topics`] lists topics with their sizes.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let conn = honker_core::open(dir.path().join("app.db"))?;
+//! conn.execute_batch("CREATE TABLE totals (n INTEGER)")?;
+//! let o = honker_stream::publish(&conn, "ledger", r#"{"amount": 5}"#)?;
+//! for e in honker_stream::read(&conn, "ledger", honker_stream::Offset::ZERO, 100)? {
+//!     let tx = conn.unchecked_transaction()?;
+//!     tx.execute("INSERT INTO totals VALUES (5)", [])?; // the event's effect ...
+//!     honker_stream::commit_offset(&tx, "totals", "ledger", e.offset)?; // ... and its offset
+//!     tx.commit()?;
+//! }
+//! assert_eq!(honker_stream::committed_offset(&conn, "totals", "ledger")?, Some(o));
+//! # Ok(()) }
+//! ```
+//!
 //! # Features
 //!
 //! None. This crate never depends on a wake backend: [`Listener`] takes any
@@ -51,6 +92,10 @@
 //!   `BEGIN ... COMMIT` are all-or-nothing.
 //! - `honker_listen_wait` holds no read transaction while it blocks only when the calling
 //!   statement reads no table (`SELECT honker_listen_wait(...)`, no `FROM`).
+//! - Stream lag in events is an index range count (its cost grows with the lag), and
+//!   [`topics`] reads every event once: both are for introspection, not hot paths.
+//! - A topic's automatic trim runs on publishes (every [`AUTO_TRIM_EVERY`] offsets, all policies
+//!   at once); a quiet database is not trimmed until something is published.
 //! - As for all of honker: every process must be on the same host, and the file must not live on
 //!   a network file system (NFS, SMB) or a Docker bind mount from another kernel.
 #![warn(missing_docs)]

@@ -24,8 +24,21 @@ use crate::retention::{Retention, prune_with_clock, retention};
 const PRUNE_OPTIONS: &[&str] = &["max_age_ms", "max_rows"];
 const PRUNE_OPTIONS_LIST: &str = "max_age_ms, max_rows";
 
-/// Register the pub/sub SQL functions on `conn`, and the stream functions of
-/// [`stream_sql`](crate::stream_sql::register) with them.
+/// Register the pub/sub and the durable-stream SQL functions on `conn`.
+///
+/// Streams: `honker_publish(topic, payload[, key])` -> offset; `honker_read(topic, after_offset,
+/// limit)` and `honker_read_wait(topic, after_offset, limit, timeout_ms)` -> JSON array
+/// `[{"offset","topic","key","payload":<embedded>,"created_ms"}]` (`stream.trimmed` when the
+/// topic was trimmed past `after_offset`); `honker_commit_offset(consumer, topic, offset)` -> 1
+/// when it advanced, 0 when not (nothing changed); `honker_offset(consumer, topic)` -> offset or
+/// NULL; `honker_consumers(topic)` -> `[{"consumer","topic","offset","lag_events","lag_ms",
+/// "updated_ms","behind_trim"}]`; `honker_stream_trim(topic[, options])` with
+/// `{"max_age_ms","max_events","through","force"}` (none: the stored policy) -> events deleted;
+/// `honker_stream_configure(topic, options)` with `{"max_age_ms","max_events"}` -> the policy;
+/// `honker_streams()` -> `[{"topic","events","payload_bytes","first","last","trimmed_through",
+/// "consumers"}]`.
+///
+/// Pub/sub:
 ///
 /// - `honker_notify(channel, payload)` and its alias `notify(channel, payload)` -> the new id.
 ///   Inside `BEGIN` (or a writing statement, or a trigger) the row is part of that transaction;

@@ -18,8 +18,10 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::{Error, Result};
 use crate::trim;
 
-/// A position in the stream: the offset of one event. See the [module docs](self) for what it
-/// promises (global, commit order, never reused, gaps within a topic).
+/// A position in the stream: the offset of one event.
+///
+/// Offsets are global (one sequence for every topic), assigned in commit order, and never
+/// reused, even after a trim; within one topic they increase but have gaps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Offset(pub i64);
 
