@@ -4,8 +4,9 @@
 //! topic. They are assigned in commit order (SQLite has a single writer, which holds the write
 //! lock from the insert to the commit), so a reader that has seen offset `n` has seen every
 //! committed event below `n`. They are never reused, even after a trim. Within one topic they
-//! strictly increase but have **gaps** (the offsets of other topics' events, and of rolled-back
-//! publishes are never seen); treat an offset as an ordered position, not a count.
+//! strictly increase but have **gaps** (the offsets of other topics' events); treat an offset as
+//! an ordered position, not a count. An offset taken by a publish that rolled back may be
+//! assigned again, but no reader ever saw it.
 
 use std::fmt;
 use std::time::Instant;
