@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_wake;
 mod bench_queue;
 mod bench_stream;
 mod commands;
@@ -74,6 +75,9 @@ enum Command {
     /// Stream benchmark helpers for `cargo xtask bench`.
     #[command(flatten)]
     BenchStream(bench_stream::BenchStreamCommand),
+    /// Wake-backend benchmark helpers for `cargo xtask bench`.
+    #[command(flatten)]
+    BenchWake(bench_wake::BenchWakeCommand),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
         Command::DemoStreamConsumer(args) => demo::stream::consumer_child(&args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::BenchStream(cmd) => bench_stream::run(cmd),
+        Command::BenchWake(cmd) => bench_wake::run(cmd),
     };
     match result {
         Ok(code) => code,
