@@ -3,9 +3,9 @@
 #![forbid(unsafe_code)]
 
 mod bench;
-mod bench_wake;
 mod bench_queue;
 mod bench_stream;
+mod bench_wake;
 mod commands;
 mod cron;
 mod demo;
