@@ -288,7 +288,8 @@ impl Subscriber {
 }
 
 /// A subscriber is an endless iterator: each `next` blocks until an event arrives; errors are
-/// yielded as items and the iteration goes on.
+/// yielded as items and the iteration goes on (a `stream.trimmed` error repeats until
+/// [`Subscriber::seek`] moves past the trim, so stop or seek on it).
 impl Iterator for Subscriber {
     type Item = Result<Event>;
 

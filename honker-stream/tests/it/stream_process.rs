@@ -109,7 +109,13 @@ fn a_projection_survives_repeated_kill_9_with_exactly_once_effects() {
     };
     let mut kills = 0;
     let mut progress = Offset::ZERO;
-    while kills < 6 {
+    // HONKER_DEEP_TESTS=1: many more crashes.
+    let rounds = if std::env::var_os("HONKER_DEEP_TESTS").is_some() {
+        40
+    } else {
+        6
+    };
+    while kills < rounds {
         let mut child = spawn();
         // Wait until it has made some progress, then kill it wherever it is.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -137,6 +143,7 @@ fn a_projection_survives_repeated_kill_9_with_exactly_once_effects() {
         kills >= 1,
         "the projector finished before it could be killed once"
     );
+    eprintln!("projector killed {kills} times, the last at offset {progress} of {final_last}");
     // A last consumer finishes the job.
     let mut child = spawn();
     let mut lines = protocol_lines(&mut child);
