@@ -3,6 +3,13 @@
 //!
 //! - [`DataVersion`] (the default backend): a thread with its own read-only connection that runs
 //!   `PRAGMA data_version` every millisecond while somebody waits, and parks while nobody does.
+//! - [`StatPoll`] (feature `stat`) and [`Kernel`] (feature `kernel`): the same watcher, woken by a
+//!   change of the files' `stat` or by an inotify/kqueue event; either is only a hint, confirmed
+//!   with `data_version` before the epoch advances.
+//! - [`Backend`]: every backend by name, compiled or not (a backend whose feature is off returns
+//!   [`WakeError::NotCompiled`](honker_core::WakeError::NotCompiled), so callers never write
+//!   `cfg`); [`Hub::wake_for_with`] picks one, `HONKER_WAKE_BACKEND` or
+//!   `SELECT honker_wake_backend('kernel')` set the process's default.
 //! - [`Hub`] / [`wake_for`]: one watcher per (device, inode) per process, fork-aware, with the
 //!   same-process commit kick installed through [`honker_core::set_kick_hook`].
 //! - [`sql::register`]: the SQL functions `honker_epoch()` and `honker_wait(epoch, timeout_ms)`.
@@ -32,7 +39,18 @@
 //!
 //! # Features
 //!
-//! `default = []`: the [`DataVersion`] backend and the [`Hub`]. No other backend is compiled yet.
+//! `default = []`: the [`DataVersion`] backend and the [`Hub`].
+//!
+//! | feature  | backend      | guarantee (all: no lost wake)             | cost while a waiter is parked        |
+//! |----------|--------------|-------------------------------------------|--------------------------------------|
+//! | -        | [`DataVersion`] | latency ≤ poll interval (1 ms)         | 1 `data_version`/ms (~1% of a core)  |
+//! | `stat`   | [`StatPoll`] | ≤ 1 ms after the files change; same-size rewrites within one mtime tick ≤ 20 ms | 2 `stat`/ms + 1 `data_version`/20 ms |
+//! | `kernel` | [`Kernel`]   | event + settle (~0.1 ms); floor 1 s       | 1 wake-up/s (~0.07 ms CPU/s)        |
+//!
+//! The Kernel backend uses inotify on Linux and kqueue on BSD/macOS (never FSEvents), each picked by
+//! `#[cfg_attr(target_os, path)]`; elsewhere, or built with `--cfg honker_force_stat_poll` (how CI
+//! runs it on Linux), it takes its hints from `stat`. Each backend's docs list its guarantee, its
+//! cost and its known problems. `cargo bench -p honker-wake --features stat,kernel` compares them.
 //!
 //! # Known limitations
 //!
@@ -49,9 +67,16 @@
 //!   polls may fail. If they keep failing for 5 s, waits fail with
 //!   [`WakeError::WatcherDied`](honker_core::WakeError::WatcherDied) and the next
 //!   [`Hub::wake_for`] starts a fresh watcher.
-//! - No kernel file events are used: not inotify, not kqueue, and not macOS FSEvents.
-//! - A replaced or deleted file is noticed by `stat` every 250 ms while somebody waits; waits then
-//!   fail with [`WakeError::Replaced`](honker_core::WakeError::Replaced).
+//! - Kernel events (feature `kernel`) need a local file system: NFS/SMB and Docker bind mounts from
+//!   another kernel deliver no events for other hosts' writes (the 1 s floor still catches them);
+//!   inotify's `max_user_instances` (often 128) and `max_user_watches` bound how many files a user
+//!   can watch; macOS FSEvents is never used (it coalesces and misses same-process writes), kqueue
+//!   is.
+//! - `stat` polling (feature `stat`) on NFS sees attribute-cache-delayed sizes and times; its
+//!   `data_version` floor (20 ms) still catches commits.
+//! - A replaced or deleted file is noticed by `stat` every 250 ms while somebody waits (at once from
+//!   a kernel event, else within 1 s, for [`Kernel`]); waits then fail with
+//!   [`WakeError::Replaced`](honker_core::WakeError::Replaced).
 //! - After a `fork`, a handle starts a new watcher in the child on its first wait. A `fork` while
 //!   another thread holds the Hub's lock (for the microseconds of a lookup) leaves that lock held
 //!   in the child, as with any mutex.
