@@ -16,3 +16,4 @@ mod hosts;
 mod queue;
 mod stream;
 mod support;
+mod wake_backends;
