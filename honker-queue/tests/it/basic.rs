@@ -281,3 +281,93 @@ fn paused_queue_hands_out_nothing() {
     .unwrap();
     assert_eq!(q.claim(&conn, "w", 1, None).unwrap().len(), 1);
 }
+
+#[test]
+fn many_future_high_priority_jobs_do_not_hide_a_due_one() {
+    let db = TempDb::new();
+    let conn = db.open();
+    let (q, clock) = queue_at_t0("q");
+    let later = EnqueueOptions {
+        priority: 100,
+        delay_ms: Some(60_000),
+        ..Default::default()
+    };
+    let payloads = vec!["0"; 5_000];
+    q.enqueue_batch(&conn, &payloads, &later).unwrap();
+    let due = q
+        .enqueue(
+            &conn,
+            "1",
+            &EnqueueOptions {
+                priority: -5,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let got = q.claim(&conn, "w", 1, None).unwrap();
+    assert_eq!(got[0].id, due);
+    let s = q.stats(&conn).unwrap();
+    assert_eq!((s.pending, s.scheduled, s.running), (0, 5_000, 1));
+    assert_eq!(
+        s.next_due,
+        Some(Millis(T0 + 60_000).min(got[0].lease_expires))
+    );
+    clock.advance(60_000);
+    // Once due they are promoted (a bounded number per claim) and claimed by priority.
+    let got = q.claim(&conn, "w", 3, None).unwrap();
+    assert!(got.iter().all(|j| j.priority == 100));
+}
+
+#[test]
+fn dead_letters_are_listed_newest_first_requeued_in_bulk_and_kept_for_their_retention() {
+    let db = TempDb::new();
+    let conn = db.open();
+    let (q, clock) = queue_at_t0("q");
+    q.configure(
+        &conn,
+        &QueueOptionsPatch {
+            dead_retention_ms: Some(1_000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let id = q
+            .enqueue(&conn, &i.to_string(), &EnqueueOptions::default())
+            .unwrap();
+        let j = q.claim(&conn, "w", 1, None).unwrap().remove(0);
+        q.fail(&conn, id, j.lease_token, &format!("e{i}")).unwrap();
+        ids.push(id);
+        clock.advance(10);
+    }
+    let listed: Vec<_> = q
+        .dead_letters(&conn, 10)
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(listed, ids.iter().rev().copied().collect::<Vec<_>>());
+    assert_eq!(q.requeue_all_dead(&conn).unwrap(), 4);
+    assert_eq!(rows(&conn, "honker_dead"), 0);
+    assert_eq!(q.stats(&conn).unwrap().pending, 4);
+    // Kill them all again, then let the retention pass: the next burial removes old letters.
+    for j in q.claim(&conn, "w", 10, None).unwrap() {
+        q.fail(&conn, j.id, j.lease_token, "again").unwrap();
+    }
+    assert_eq!(rows(&conn, "honker_dead"), 4);
+    clock.advance(2_000);
+    let id = q.enqueue(&conn, "9", &EnqueueOptions::default()).unwrap();
+    let j = q.claim(&conn, "w", 1, None).unwrap().remove(0);
+    q.fail(&conn, id, j.lease_token, "last").unwrap();
+    assert_eq!(
+        rows(&conn, "honker_dead"),
+        3,
+        "each burial removes up to two expired letters"
+    );
+    assert_eq!(q.purge_dead(&conn, 1_000).unwrap(), 2);
+    assert_eq!(
+        job(&conn, id).unwrap().unwrap().dead_reason.as_deref(),
+        Some("failed")
+    );
+}
