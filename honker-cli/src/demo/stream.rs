@@ -176,7 +176,7 @@ impl Section for StreamDemo {
             );
             if self.ok() {
                 println!(
-                    "  => each event's effect applied exactly once across the crash: effect and offset commit are one transaction"
+                    "  => every event's effect applied once across the crash, none twice, none lost: effect and offset commit are one transaction"
                 );
             }
         }
