@@ -64,6 +64,7 @@ const QUEUE_KEYS: &[&str] = &[
     "dead_retention_ms",
     "max_payload_bytes",
     "paused",
+    "keep_history_ms",
 ];
 
 #[derive(Debug)]
@@ -275,6 +276,7 @@ fn snapshot(conn: &Connection) -> String {
              || (SELECT json_group_array(json_array(name, token, expires_ms)) FROM honker_locks)
              || (SELECT json_group_array(json_array(name, window_start, count)) FROM honker_rate_limits)
              || (SELECT json_group_array(json_array(name, lease_ms, paused)) FROM honker_queues)
+             || (SELECT json_group_array(json_array(id, done_ms)) FROM honker_history)
              || (SELECT value FROM honker_meta WHERE key = 'queue_lease_seq')",
         [],
         |r| r.get(0),

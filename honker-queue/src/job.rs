@@ -69,16 +69,20 @@ pub enum JobState {
     Running,
     /// In the dead letters.
     Dead,
+    /// Acked, and kept in the history of a queue with `keep_history_ms > 0`.
+    Done,
 }
 
 impl JobState {
-    /// The state's name, as the SQL functions report it: `pending`, `scheduled`, `running`, `dead`.
+    /// The state's name, as the SQL functions report it: `pending`, `scheduled`, `running`, `dead`,
+    /// `done`.
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Pending => "pending",
             JobState::Scheduled => "scheduled",
             JobState::Running => "running",
             JobState::Dead => "dead",
+            JobState::Done => "done",
         }
     }
 
@@ -97,7 +101,7 @@ impl fmt::Display for JobState {
     }
 }
 
-/// Everything known about one job, live or dead.
+/// Everything known about one job, live, dead or done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobInfo {
     /// The job.
@@ -114,7 +118,7 @@ pub struct JobInfo {
     pub attempts: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
-    /// When it is (or became) due; for a dead job, when it died.
+    /// When it is (or became) due; for a dead job, when it died; for a done job, when it was acked.
     pub run_at: Millis,
     /// When it expires, if ever.
     pub expires_at: Option<Millis>,

@@ -48,8 +48,9 @@
 //!   leases and buries as many expired jobs. When more than that became due at once, the claim
 //!   order among them is exact only once later claims have caught up.
 //! - Rate limits use fixed windows: up to twice `limit` calls can pass around a window boundary.
-//! - Acked jobs are deleted; there is no history of finished jobs (a saved result outlives its
-//!   job).
+//! - Acked jobs are deleted, unless the queue sets `keep_history_ms`: then they stay readable
+//!   as [`JobState::Done`] for that long (bounded in time, not in rows; each ack into the history
+//!   trims up to two expired rows).
 //! - As for all of honker: every process must be on the same host, and the file must not live on
 //!   a network file system (NFS, SMB) or a Docker bind mount from another kernel.
 #![warn(missing_docs)]

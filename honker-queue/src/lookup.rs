@@ -1,4 +1,5 @@
-//! Operations by job id alone, whatever its queue: look a job up (live or dead) and cancel it.
+//! Operations by job id alone, whatever its queue: look a job up (live, dead or done) and cancel
+//! it.
 
 use honker_core::Millis;
 use rusqlite::{Connection, OptionalExtension};
@@ -6,8 +7,9 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::Result;
 use crate::job::{JobId, JobInfo, JobState};
 
-/// Everything known about job `id`: live (pending, scheduled, running) or dead; `None` when it
-/// was acked, cancelled, purged, or never existed.
+/// Everything known about job `id`: live (pending, scheduled, running), dead, or done (acked, in a
+/// queue that keeps a history); `None` when it was acked without history, cancelled, purged, or
+/// never existed.
 ///
 /// # Errors
 ///
@@ -42,7 +44,7 @@ pub fn job(conn: &Connection, id: JobId) -> Result<Option<JobInfo>> {
     if live.is_some() {
         return Ok(live);
     }
-    Ok(conn
+    let dead = conn
         .prepare_cached(
             "SELECT queue, payload, priority, attempts, max_attempts, died_ms, dedup_key,
                     last_error, reason, created_ms
@@ -65,6 +67,34 @@ pub fn job(conn: &Connection, id: JobId) -> Result<Option<JobInfo>> {
                 worker: None,
                 lease_expires: None,
                 created: r.get(9)?,
+            })
+        })
+        .optional()?;
+    if dead.is_some() {
+        return Ok(dead);
+    }
+    Ok(conn
+        .prepare_cached(
+            "SELECT queue, payload, priority, attempts, done_ms, worker, created_ms, max_attempts
+             FROM honker_history WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(JobInfo {
+                id,
+                queue: r.get(0)?,
+                state: JobState::Done,
+                payload: r.get(1)?,
+                priority: r.get(2)?,
+                attempts: r.get(3)?,
+                max_attempts: r.get(7)?,
+                run_at: r.get(4)?,
+                expires_at: None,
+                dedup_key: None,
+                last_error: None,
+                dead_reason: None,
+                worker: r.get(5)?,
+                lease_expires: None,
+                created: r.get(6)?,
             })
         })
         .optional()?)

@@ -23,6 +23,9 @@ pub struct QueueOptions {
     pub max_payload_bytes: usize,
     /// Claims return nothing while paused; enqueue still works. Default false.
     pub paused: bool,
+    /// How long acked jobs stay readable (as [`JobState::Done`](crate::JobState::Done)) in the
+    /// history, ms; 0 (the default) deletes them at ack.
+    pub keep_history_ms: i64,
 }
 
 impl Default for QueueOptions {
@@ -35,6 +38,7 @@ impl Default for QueueOptions {
             dead_retention_ms: 7 * 24 * 3_600_000,
             max_payload_bytes: honker_core::payload::DEFAULT_MAX_PAYLOAD_BYTES,
             paused: false,
+            keep_history_ms: 0,
         }
     }
 }
@@ -52,8 +56,9 @@ const QUEUE_KEYS: &[&str] = &[
     "dead_retention_ms",
     "max_payload_bytes",
     "paused",
+    "keep_history_ms",
 ];
-const QUEUE_KEYS_LIST: &str = "lease_ms, max_attempts, backoff_base_ms, backoff_cap_ms, dead_retention_ms, max_payload_bytes, paused";
+const QUEUE_KEYS_LIST: &str = "lease_ms, max_attempts, backoff_base_ms, backoff_cap_ms, dead_retention_ms, max_payload_bytes, paused, keep_history_ms";
 
 /// A change to a queue's options: `None` keeps the current value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,6 +77,8 @@ pub struct QueueOptionsPatch {
     pub max_payload_bytes: Option<usize>,
     /// See [`QueueOptions::paused`].
     pub paused: Option<bool>,
+    /// See [`QueueOptions::keep_history_ms`].
+    pub keep_history_ms: Option<i64>,
 }
 
 impl QueueOptionsPatch {
@@ -104,6 +111,7 @@ impl QueueOptionsPatch {
                     ));
                 }
             },
+            keep_history_ms: opt_i64(&map, "keep_history_ms")?,
         };
         Ok(patch)
     }
@@ -122,6 +130,7 @@ impl QueueOptionsPatch {
             dead_retention_ms: self.dead_retention_ms.unwrap_or(base.dead_retention_ms),
             max_payload_bytes: self.max_payload_bytes.unwrap_or(base.max_payload_bytes),
             paused: self.paused.unwrap_or(base.paused),
+            keep_history_ms: self.keep_history_ms.unwrap_or(base.keep_history_ms),
         };
         o.validate()?;
         Ok(o)
@@ -180,6 +189,12 @@ impl QueueOptions {
                 ),
             ));
         }
+        if self.keep_history_ms < 0 {
+            return Err(Error::bad_option(
+                "keep_history_ms",
+                format!("must be >= 0, got {}", self.keep_history_ms),
+            ));
+        }
         Ok(())
     }
 
@@ -193,6 +208,7 @@ impl QueueOptions {
             "dead_retention_ms": self.dead_retention_ms,
             "max_payload_bytes": self.max_payload_bytes,
             "paused": self.paused,
+            "keep_history_ms": self.keep_history_ms,
         })
         .to_string()
     }

@@ -155,7 +155,7 @@ impl Queue {
         let stored = conn
             .prepare_cached(
                 "SELECT lease_ms, max_attempts, backoff_base_ms, backoff_cap_ms, dead_retention_ms,
-                        max_payload_bytes, paused
+                        max_payload_bytes, paused, keep_history_ms
                  FROM honker_queues WHERE name = ?1",
             )?
             .query_row([&*self.name], |r| {
@@ -167,6 +167,7 @@ impl Queue {
                     dead_retention_ms: r.get(4)?,
                     max_payload_bytes: r.get::<_, i64>(5)?.try_into().unwrap_or(usize::MAX),
                     paused: r.get(6)?,
+                    keep_history_ms: r.get(7)?,
                 })
             })
             .optional()?;
@@ -184,14 +185,15 @@ impl Queue {
             let o = patch.apply(&self.options(c).map_err(core)?).map_err(core)?;
             c.prepare_cached(
                 "INSERT INTO honker_queues (name, lease_ms, max_attempts, backoff_base_ms,
-                     backoff_cap_ms, dead_retention_ms, max_payload_bytes, paused, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     backoff_cap_ms, dead_retention_ms, max_payload_bytes, paused, updated_ms,
+                     keep_history_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (name) DO UPDATE SET lease_ms = excluded.lease_ms,
                      max_attempts = excluded.max_attempts, backoff_base_ms = excluded.backoff_base_ms,
                      backoff_cap_ms = excluded.backoff_cap_ms,
                      dead_retention_ms = excluded.dead_retention_ms,
                      max_payload_bytes = excluded.max_payload_bytes, paused = excluded.paused,
-                     updated_ms = excluded.updated_ms",
+                     updated_ms = excluded.updated_ms, keep_history_ms = excluded.keep_history_ms",
             )?
             .execute(params![
                 &*self.name,
@@ -202,7 +204,8 @@ impl Queue {
                 o.dead_retention_ms,
                 i64::try_from(o.max_payload_bytes).unwrap_or(i64::MAX),
                 o.paused,
-                now
+                now,
+                o.keep_history_ms
             ])?;
             Ok(o)
         })
@@ -552,19 +555,15 @@ impl Queue {
     ///
     /// `queue.lease_lost` when `token` does not hold the job (nothing written); SQLite errors.
     pub fn ack(&self, conn: &Connection, id: JobId, token: LeaseToken) -> Result<()> {
-        self.delete_held(conn, id, token)?;
+        let now = self.now();
+        write_atomically(conn, |c| self.delete_held(c, id, token, now).map_err(core))
+            .map_err(uncore)?;
         honker_core::kick_after_commit(conn);
         Ok(())
     }
 
-    fn delete_held(&self, conn: &Connection, id: JobId, token: LeaseToken) -> Result<()> {
-        let n = conn
-            .prepare_cached(
-                "DELETE FROM honker_jobs
-                 WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
-            )?
-            .execute(params![id, token, &*self.name])?;
-        if n == 0 {
+    fn delete_held(&self, conn: &Connection, id: JobId, token: LeaseToken, now: i64) -> Result<()> {
+        if !finish_held(conn, id, token, Some(&self.name), now)? {
             return Err(Error::LeaseLost { id });
         }
         Ok(())
@@ -580,14 +579,11 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(0);
         }
+        let now = self.now();
         let acked = write_atomically(conn, |c| {
-            let mut stmt = c.prepare_cached(
-                "DELETE FROM honker_jobs
-                 WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
-            )?;
             let mut acked = 0;
             for (id, token) in jobs {
-                acked += stmt.execute(params![id, token, &*self.name])?;
+                acked += usize::from(finish_held(c, *id, *token, Some(&self.name), now)?);
             }
             Ok(acked)
         })
@@ -612,7 +608,7 @@ impl Queue {
     ) -> Result<()> {
         crate::results::check_result(result, ttl_ms)?;
         write_atomically(conn, |c| {
-            self.delete_held(c, id, token).map_err(core)?;
+            self.delete_held(c, id, token, self.now()).map_err(core)?;
             crate::results::save_unchecked(c, self.now(), id, result, ttl_ms)
         })
         .map_err(uncore)?;
@@ -843,6 +839,48 @@ impl Queue {
             next_due: self.next_due(conn)?,
         })
     }
+}
+
+/// Finish a job held under `token` (of `queue`, when given): copy it to the history when its
+/// queue keeps one (trimming up to two expired history rows), then delete it. Runs in the
+/// caller's transaction; returns false when `token` does not hold the job.
+pub(crate) fn finish_held(
+    conn: &Connection,
+    id: JobId,
+    token: LeaseToken,
+    queue: Option<&str>,
+    now: i64,
+) -> honker_core::Result<bool> {
+    let kept: Option<String> = conn
+        .prepare_cached(
+            "INSERT OR REPLACE INTO honker_history (id, queue, payload, priority, attempts,
+                 max_attempts, worker, created_ms, done_ms)
+             SELECT j.id, j.queue, j.payload, j.priority, j.attempts, j.max_attempts, j.worker,
+                    j.created_ms, ?4
+             FROM honker_jobs j JOIN honker_queues q ON q.name = j.queue
+             WHERE j.id = ?1 AND j.lease_token = ?2 AND j.state = 2
+               AND (?3 IS NULL OR j.queue = ?3) AND q.keep_history_ms > 0
+             RETURNING queue",
+        )?
+        .query_row(params![id, token, queue, now], |r| r.get(0))
+        .optional()?;
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM honker_jobs
+             WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND (?3 IS NULL OR queue = ?3)",
+        )?
+        .execute(params![id, token, queue])?;
+    if let Some(q) = kept {
+        conn.prepare_cached(
+            "DELETE FROM honker_history WHERE id IN
+                 (SELECT id FROM honker_history
+                  WHERE queue = ?1
+                    AND done_ms < ?2 - (SELECT keep_history_ms FROM honker_queues WHERE name = ?1)
+                  ORDER BY done_ms LIMIT 2)",
+        )?
+        .execute(params![q, now])?;
+    }
+    Ok(n > 0)
 }
 
 fn count(n: i64) -> u64 {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use honker_core::sql::{arg_i64, arg_non_negative, arg_opt_text, arg_text, context_connection};
-use honker_core::{SystemClock, WakeProvider, WakeSource};
+use honker_core::{Clock, SystemClock, WakeProvider, WakeSource};
 use rusqlite::Connection;
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::ValueRef;
@@ -391,13 +391,11 @@ fn ack_batch(conn: &Connection, pairs: &[(JobId, LeaseToken)]) -> Result<usize> 
     if pairs.is_empty() {
         return Ok(0);
     }
+    let now = SystemClock.now().get();
     let n = honker_core::write_atomically(conn, |c| {
-        let mut stmt = c.prepare_cached(
-            "DELETE FROM honker_jobs WHERE id = ?1 AND lease_token = ?2 AND state = 2",
-        )?;
         let mut n = 0;
         for (id, token) in pairs {
-            n += stmt.execute(rusqlite::params![id, token])?;
+            n += usize::from(crate::queue::finish_held(c, *id, *token, None, now)?);
         }
         Ok(n)
     })?;

@@ -1,5 +1,5 @@
 -- Schema version 2: the job queue (honker-queue): per-queue options, live jobs, dead letters,
--- results, named locks and rate limits. All times are integer milliseconds since the Unix epoch.
+-- results, named locks, rate limits and the optional history of acked jobs. All times are integer milliseconds since the Unix epoch.
 
 -- honker_queues: per-queue options, shared by every process and language. A queue with no row
 -- uses the documented defaults (honker_queue::QueueOptions::default()).
@@ -11,6 +11,7 @@
 --   dead_retention_ms how long dead letters are kept before the automatic purge
 --   max_payload_bytes payload size limit of enqueue
 --   paused            1: claims return nothing (enqueue still works)
+--   keep_history_ms   how long acked jobs stay in honker_history; 0 = acked jobs are deleted
 --   updated_ms        when the options were last changed
 CREATE TABLE honker_queues (
     name              TEXT    PRIMARY KEY NOT NULL,
@@ -21,6 +22,7 @@ CREATE TABLE honker_queues (
     dead_retention_ms INTEGER NOT NULL,
     max_payload_bytes INTEGER NOT NULL,
     paused            INTEGER NOT NULL,
+    keep_history_ms   INTEGER NOT NULL DEFAULT 0,
     updated_ms        INTEGER NOT NULL
 );
 
@@ -101,6 +103,25 @@ CREATE TABLE honker_dead (
 );
 -- Listing, purge by age and the automatic retention, per queue; claims never read this table.
 CREATE INDEX honker_dead_by_queue ON honker_dead (queue, died_ms);
+
+-- honker_history: acked jobs of queues that keep a history (keep_history_ms > 0), keyed by the
+-- job's id. Bounded in time: every ack into it deletes up to two rows of its queue older than the
+-- queue's keep_history_ms, so no sweep runs on a hot path.
+--   id, queue, payload, priority, attempts, max_attempts, created_ms: as in honker_jobs
+--   worker  who acked it
+--   done_ms when it was acked
+CREATE TABLE honker_history (
+    id           INTEGER PRIMARY KEY,
+    queue        TEXT    NOT NULL,
+    payload      TEXT    NOT NULL,
+    priority     INTEGER NOT NULL,
+    attempts     INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    worker       TEXT,
+    created_ms   INTEGER NOT NULL,
+    done_ms      INTEGER NOT NULL
+);
+CREATE INDEX honker_history_by_queue ON honker_history (queue, done_ms);
 
 -- honker_results: a job's result, saved in the same transaction as its ack.
 --   job_id     the job

@@ -371,3 +371,48 @@ fn dead_letters_are_listed_newest_first_requeued_in_bulk_and_kept_for_their_rete
         Some("failed")
     );
 }
+
+#[test]
+fn a_queue_that_keeps_history_shows_acked_jobs_as_done_for_a_while() {
+    let db = TempDb::new();
+    let conn = db.open();
+    let (q, clock) = queue_at_t0("q");
+    q.configure(
+        &conn,
+        &QueueOptionsPatch {
+            keep_history_ms: Some(1_000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let a = q.enqueue(&conn, "1", &EnqueueOptions::default()).unwrap();
+    let j = q.claim(&conn, "w", 1, None).unwrap().remove(0);
+    q.ack(&conn, a, j.lease_token).unwrap();
+    let info = job(&conn, a).unwrap().unwrap();
+    assert_eq!(
+        (info.state, info.attempts, info.worker.as_deref()),
+        (JobState::Done, 1, Some("w"))
+    );
+    assert_eq!(
+        q.ack(&conn, a, j.lease_token).unwrap_err().code(),
+        "queue.lease_lost"
+    );
+    clock.advance(1_001);
+    let b = q.enqueue(&conn, "2", &EnqueueOptions::default()).unwrap();
+    let j = q.claim(&conn, "w", 1, None).unwrap().remove(0);
+    assert_eq!(q.ack_batch(&conn, &[(b, j.lease_token)]).unwrap(), 1);
+    assert!(
+        job(&conn, a).unwrap().is_none(),
+        "trimmed past keep_history_ms"
+    );
+    assert_eq!(job(&conn, b).unwrap().unwrap().state, JobState::Done);
+    assert_eq!(rows(&conn, "honker_history"), 1);
+    // A queue without history deletes at ack.
+    let (other, _) = queue_at_t0("other");
+    let c = other
+        .enqueue(&conn, "3", &EnqueueOptions::default())
+        .unwrap();
+    let j = other.claim(&conn, "w", 1, None).unwrap().remove(0);
+    other.ack(&conn, c, j.lease_token).unwrap();
+    assert!(job(&conn, c).unwrap().is_none());
+}

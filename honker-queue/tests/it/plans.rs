@@ -40,6 +40,7 @@ fn exercise(conn: &Connection) {
     q.configure(
         conn,
         &QueueOptionsPatch {
+            keep_history_ms: Some(5),
             backoff_base_ms: Some(10),
             ..Default::default()
         },

@@ -56,6 +56,7 @@ pub(crate) fn snapshot(conn: &Connection) -> Vec<(String, i64)> {
         "honker_queues",
         "honker_locks",
         "honker_rate_limits",
+        "honker_history",
     ]
     .iter()
     .map(|t| (t.to_string(), rows(conn, t)))
