@@ -436,7 +436,7 @@ impl Worker {
         {
             let mut st = sh.lock();
             st.stopping = true;
-            sh.cv.notify_all();
+            sh.notify_everyone();
         }
         // The claimer may sleep in the wake source; a kick makes it look at `stopping`.
         sh.wake.kick();
@@ -449,6 +449,13 @@ impl Worker {
             None => honker_core::open(&self.db_path)?,
         };
         let mut first_err = None;
+        // A handler thread may be claiming its own next job: wait for that claim to land.
+        {
+            let mut st = sh.lock();
+            while st.reserved > 0 {
+                st = sh.wait_for_settled(st, Duration::from_millis(100));
+            }
+        }
         // Jobs claimed but not started go back at once.
         let not_started = sh.take_phase(Phase::Ready);
         release_all(&sh, &conn, not_started, &mut first_err);
@@ -461,7 +468,7 @@ impl Worker {
                 if left.is_zero() {
                     break;
                 }
-                st = sh.wait_timeout(st, left);
+                st = sh.wait_for_settled(st, left);
             }
         }
         let running = sh.take_phase(Phase::Running);
@@ -471,7 +478,7 @@ impl Worker {
             let mut st = sh.lock();
             st.heartbeat_stop = true;
             st.report.abandoned_threads += stuck_threads.len() as u64;
-            sh.cv.notify_all();
+            sh.notify_everyone();
         }
         if let Some(h) = self.heartbeat.take() {
             let _ = h.join();
@@ -548,7 +555,7 @@ fn release_all(sh: &Shared, conn: &Connection, jobs: Vec<Held>, first_err: &mut 
         }
         sh.lock().held.remove(&h.id);
     }
-    sh.cv.notify_all();
+    sh.notify_slots();
 }
 
 /// Run `f`, trying again a few times while it fails with `SQLITE_BUSY` (each try already waited

@@ -39,6 +39,8 @@ pub(crate) struct WorkerArgs {
     #[arg(long)]
     idle_exit_ms: Option<u64>,
     /// Shut down gracefully (finish running jobs, give back the rest) when stdin closes.
+    /// Killing the worker instead (Ctrl-C, SIGTERM) stops it at once: the jobs it held come
+    /// back when their leases expire, with the attempt counted.
     #[arg(long)]
     until_stdin_closes: bool,
     /// Print nothing per job.

@@ -52,14 +52,20 @@ pub(super) struct State {
     pub(super) held: HashMap<JobId, Held>,
     pub(super) stopping: bool,
     pub(super) heartbeat_stop: bool,
+    /// Slots of handler threads claiming their own next job right now (see `claim_own`).
+    pub(super) reserved: usize,
     pub(super) report: WorkerReport,
 }
 
 #[derive(Debug)]
 pub(super) struct Shared {
     state: Mutex<State>,
-    /// Notified on every change of `state`; each thread re-checks what it waits for.
-    pub(super) cv: Condvar,
+    /// Handler threads wait here for claimed jobs.
+    jobs_cv: Condvar,
+    /// The claimer (and shutdown) wait here for held jobs to be settled.
+    slots_cv: Condvar,
+    /// The heartbeat thread waits here for new held jobs or its next due heartbeat.
+    heartbeat_cv: Condvar,
     pub(super) wake: Arc<dyn WakeSource>,
     pub(super) queue: Queue,
     pub(super) clock: Arc<dyn Clock>,
@@ -76,7 +82,9 @@ impl Shared {
     ) -> Shared {
         Shared {
             state: Mutex::new(State::default()),
-            cv: Condvar::new(),
+            jobs_cv: Condvar::new(),
+            slots_cv: Condvar::new(),
+            heartbeat_cv: Condvar::new(),
             wake,
             clock: queue_clock(&queue),
             queue,
@@ -91,19 +99,42 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn wait_timeout<'a>(
+    /// Wait on `cv` (one of ours), for at most `d` when given.
+    fn wait_on<'a>(
+        cv: &Condvar,
+        st: MutexGuard<'a, State>,
+        d: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        match d {
+            Some(d) => cv.wait_timeout(st, d).unwrap_or_else(|p| p.into_inner()).0,
+            None => cv.wait(st).unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    /// For shutdown: wait at most `d` for held jobs to be settled.
+    pub(super) fn wait_for_settled<'a>(
         &self,
         st: MutexGuard<'a, State>,
         d: Duration,
     ) -> MutexGuard<'a, State> {
-        self.cv
-            .wait_timeout(st, d)
-            .unwrap_or_else(|p| p.into_inner())
-            .0
+        Shared::wait_on(&self.slots_cv, st, Some(d))
     }
 
-    fn wait_cv<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.cv.wait(st).unwrap_or_else(|p| p.into_inner())
+    /// A held job was settled or forgotten: its slot is free.
+    pub(super) fn notify_slots(&self) {
+        self.slots_cv.notify_all();
+    }
+
+    /// A job was added to `held` outside `hand_over`.
+    pub(super) fn notify_heartbeat(&self) {
+        self.heartbeat_cv.notify_one();
+    }
+
+    /// Stopping (or the heartbeat's stop): every thread re-checks.
+    pub(super) fn notify_everyone(&self) {
+        self.jobs_cv.notify_all();
+        self.slots_cv.notify_all();
+        self.heartbeat_cv.notify_all();
     }
 
     /// Block until some handler thread is idle; how many are, or `None` when stopping.
@@ -113,11 +144,14 @@ impl Shared {
             if st.stopping {
                 return None;
             }
-            let free = self.settings.threads.saturating_sub(st.held.len());
+            let free = self
+                .settings
+                .threads
+                .saturating_sub(st.held.len() + st.reserved);
             if free > 0 {
                 return Some(free);
             }
-            st = self.wait_cv(st);
+            st = Shared::wait_on(&self.slots_cv, st, None);
         }
     }
 
@@ -141,7 +175,8 @@ impl Shared {
             st.ready.push_back(job);
         }
         drop(st);
-        self.cv.notify_all();
+        self.jobs_cv.notify_all();
+        self.heartbeat_cv.notify_one();
     }
 
     /// The next job for handler thread `thread`, blocking; `None` when stopping.
@@ -159,7 +194,7 @@ impl Shared {
                     return Some(job);
                 }
             }
-            st = self.wait_cv(st);
+            st = Shared::wait_on(&self.jobs_cv, st, None);
         }
     }
 
@@ -178,7 +213,7 @@ impl Shared {
             // Shutdown gave it back (and counted it) or the heartbeat found the lease lost.
             st.held.remove(&id);
             drop(st);
-            self.cv.notify_all();
+            self.notify_slots();
         }
         ok
     }
@@ -219,10 +254,8 @@ impl Shared {
             if !due.is_empty() {
                 return Some(due);
             }
-            st = match live.map(|h| h.next_heartbeat).min() {
-                Some(next) => self.wait_timeout(st, next - now),
-                None => self.wait_cv(st),
-            };
+            let next = live.map(|h| h.next_heartbeat).min();
+            st = Shared::wait_on(&self.heartbeat_cv, st, next.map(|n| n - now));
         }
     }
 
@@ -249,8 +282,6 @@ impl Shared {
                 };
                 if lost {
                     st.report.lease_lost += 1;
-                    drop(st);
-                    self.cv.notify_all();
                 }
             }
             Err(e) => {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use honker_core::Epoch;
 use rusqlite::Connection;
 
-use super::state::Shared;
+use super::state::{Held, Phase, Shared};
 use super::{
     BRIEF_PAUSE, BRIEF_RETRIES, Handler, HandlerError, HandlerResult, MAX_ERROR_PAUSE,
     WorkerReport, with_busy_retry,
@@ -100,7 +100,8 @@ pub(super) fn handler_loop(
     thread: usize,
     transactional: bool,
 ) {
-    while let Some(job) = sh.next_job(thread) {
+    let mut next = sh.next_job(thread);
+    while let Some(job) = next {
         let settled = if transactional {
             run_in_transaction(sh, conn, handler, &job)
         } else {
@@ -113,6 +114,7 @@ pub(super) fn handler_loop(
             }
         };
         let Some(settled) = settled else {
+            next = sh.next_job(thread);
             continue;
         };
         let mut st = sh.lock();
@@ -124,9 +126,68 @@ pub(super) fn handler_loop(
             Err(e) => st.report.record(e),
         }
         st.held.remove(&job.id);
+        // With nothing claimed for it, this thread keeps its slot and claims its next job
+        // itself: no hand-over between threads while the queue has work.
+        let keep_slot = !st.stopping && st.ready.is_empty();
+        if keep_slot {
+            st.reserved += 1;
+        }
         drop(st);
-        sh.cv.notify_all();
+        next = if keep_slot {
+            claim_own(sh, conn, thread).or_else(|| sh.next_job(thread))
+        } else {
+            sh.notify_slots();
+            sh.next_job(thread)
+        };
     }
+}
+
+/// The fast path after a job is settled: claim the thread's next job on its own connection,
+/// under the slot it reserved (so the claimer does not claim for it meanwhile). `None` when
+/// nothing is due or the claim failed: the claimer's wake loop takes over from there.
+fn claim_own(sh: &Shared, conn: &Connection, thread: usize) -> Option<ClaimedJob> {
+    let claimed = sh
+        .queue
+        .claim(conn, &sh.worker_id, 1, Some(sh.settings.lease_ms));
+    let mut st = sh.lock();
+    st.reserved -= 1;
+    st.report.claims += 1;
+    let job = match claimed {
+        Ok(mut jobs) if !jobs.is_empty() => jobs.swap_remove(0),
+        other => {
+            match other {
+                Err(e) if !e.is_busy() => st.report.record(e),
+                _ => st.report.empty_claims += 1,
+            }
+            drop(st);
+            sh.notify_slots();
+            return None;
+        }
+    };
+    st.report.claimed += 1;
+    // Claimed as shutdown began: leave it for shutdown to give back, unstarted.
+    let stopping = st.stopping;
+    st.held.insert(
+        job.id,
+        Held {
+            id: job.id,
+            token: job.lease_token,
+            phase: if stopping {
+                Phase::Ready
+            } else {
+                Phase::Running
+            },
+            thread: (!stopping).then_some(thread),
+            next_heartbeat: Instant::now() + sh.settings.heartbeat_every,
+        },
+    );
+    drop(st);
+    sh.notify_heartbeat();
+    if stopping {
+        sh.notify_slots();
+        return None;
+    }
+    Some(job)
 }
 
 /// Run the handler, turning a panic into an outcome.
