@@ -10,7 +10,10 @@
 //!   waited for, an empty claim (the write lock was busy, another worker won) looks again a few
 //!   times over a short while before sleeping long again;
 //! - the **handler threads** run the handler and settle each job with its lease token: ack (with
-//!   the result, if any), retry with the error recorded, or fail;
+//!   the result, if any), retry with the error recorded, or fail. A thread that just settled a
+//!   job and finds none waiting for it claims its next one itself, under its own slot, so a busy
+//!   queue costs no hand-over between threads; when that claim is empty, the claimer's wake loop
+//!   takes over;
 //! - the **heartbeat** thread extends the lease of every held job well before it runs out, and
 //!   marks a job whose lease was lost, so its handler's outcome is not handed back.
 
@@ -644,5 +647,33 @@ mod tests {
         }
         let r = w.shutdown().unwrap();
         assert_eq!((r.acked, r.released, r.error_count), (1, 0, 0));
+    }
+
+    #[test]
+    fn an_idle_worker_sleeps_without_polling_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        drop(honker_core::open(&path).unwrap());
+        let wake = honker_core::ManualWake::new();
+        let w = Worker::start(
+            &path,
+            Queue::new("idle").unwrap(),
+            Arc::new(wake.clone()),
+            WorkerOptions::default(),
+            |_| Ok(None),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while wake.waiters() == 0 {
+            assert!(Instant::now() < deadline, "the claimer never slept");
+            thread::yield_now();
+        }
+        let before = w.report().claims;
+        // An observation window, not a synchronisation: with nothing scheduled and no commit,
+        // the claimer has no deadline and must not look at the table again.
+        thread::sleep(Duration::from_millis(300));
+        assert_eq!(w.report().claims, before, "the idle claimer polled");
+        assert_eq!(wake.waiters(), 1);
+        w.shutdown().unwrap();
     }
 }
