@@ -555,9 +555,12 @@ impl Queue {
     ///
     /// `queue.lease_lost` when `token` does not hold the job (nothing written); SQLite errors.
     pub fn ack(&self, conn: &Connection, id: JobId, token: LeaseToken) -> Result<()> {
-        let now = self.now();
-        write_atomically(conn, |c| self.delete_held(c, id, token, now).map_err(core))
-            .map_err(uncore)?;
+        // One statement for queues without history; the multi-statement path only otherwise.
+        if !finish_without_history(conn, id, token, Some(&self.name))? {
+            let now = self.now();
+            write_atomically(conn, |c| self.delete_held(c, id, token, now).map_err(core))
+                .map_err(uncore)?;
+        }
         honker_core::kick_after_commit(conn);
         Ok(())
     }
@@ -841,6 +844,26 @@ impl Queue {
     }
 }
 
+/// Delete a job held under `token` (of `queue`, when given) if its queue keeps no history: one
+/// statement. Returns false when nothing was deleted (the lease is lost, or the queue keeps a
+/// history and [`finish_held`] must copy the job first).
+fn finish_without_history(
+    conn: &Connection,
+    id: JobId,
+    token: LeaseToken,
+    queue: Option<&str>,
+) -> honker_core::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM honker_jobs
+             WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND (?3 IS NULL OR queue = ?3)
+               AND NOT EXISTS (SELECT 1 FROM honker_queues q
+                               WHERE q.name = honker_jobs.queue AND q.keep_history_ms > 0)",
+        )?
+        .execute(params![id, token, queue])?;
+    Ok(n > 0)
+}
+
 /// Finish a job held under `token` (of `queue`, when given): copy it to the history when its
 /// queue keeps one (trimming up to two expired history rows), then delete it. Runs in the
 /// caller's transaction; returns false when `token` does not hold the job.
@@ -851,6 +874,9 @@ pub(crate) fn finish_held(
     queue: Option<&str>,
     now: i64,
 ) -> honker_core::Result<bool> {
+    if finish_without_history(conn, id, token, queue)? {
+        return Ok(true);
+    }
     let kept: Option<String> = conn
         .prepare_cached(
             "INSERT OR REPLACE INTO honker_history (id, queue, payload, priority, attempts,
