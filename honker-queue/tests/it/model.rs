@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use honker_core::Clock;
-use honker_queue::{EnqueueOptions, JobId, LeaseToken, QueueOptions, RetryOutcome};
+use honker_queue::{
+    EnqueueOptions, JobId, LeaseToken, QueueOptions, QueueOptionsPatch, RetryOutcome,
+};
 use proptest::prelude::*;
 use rusqlite::Connection;
 
@@ -236,11 +238,15 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn queue_matches_the_model(ops in prop::collection::vec(op(), 1..60)) {
+    fn queue_matches_the_model(ops in prop::collection::vec(op(), 1..60), history in any::<bool>()) {
         let db = TempDb::new();
         let conn = db.open();
         let (q, clock) = queue_at_t0("q");
         let defaults = QueueOptions::default();
+        // With a history, acks take the multi-statement path; nothing else may change.
+        if history {
+            q.configure(&conn, &QueueOptionsPatch { keep_history_ms: Some(2_000), ..Default::default() }).unwrap();
+        }
         let mut model = Model::default();
         let mut enqueued: Vec<i64> = Vec::new();
         let mut handed: Vec<(i64, i64)> = Vec::new();
@@ -303,6 +309,8 @@ proptest! {
                     if model.holds(id, token) {
                         prop_assert_eq!(code(&r), None);
                         model.live.remove(&id);
+                        let info = honker_queue::job(&conn, JobId(id)).unwrap();
+                        prop_assert_eq!(info.map(|i| i.state), history.then_some(honker_queue::JobState::Done));
                     } else {
                         prop_assert_eq!(code(&r), Some("queue.lease_lost"));
                     }
