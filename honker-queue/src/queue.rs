@@ -229,9 +229,19 @@ impl Queue {
         opts: &EnqueueOptions,
     ) -> Result<JobId> {
         opts.validate()?;
+        let now = self.now();
+        if opts.dedup_key.is_none() && payload.len() <= QueueOptions::default().max_payload_bytes {
+            // The common case in one statement: the queue's limit and default attempts are read
+            // by the INSERT itself. A payload over the queue's (lowered) limit inserts nothing
+            // and falls through to the checked path below, which names the limit.
+            honker_core::payload::check_json(payload, usize::MAX)?;
+            if let Some(id) = self.insert_unless_too_large(conn, payload, opts, now)? {
+                honker_core::kick_after_commit(conn);
+                return Ok(id);
+            }
+        }
         let qopts = self.options(conn)?;
         honker_core::payload::check_json(payload, qopts.max_payload_bytes)?;
-        let now = self.now();
         let id = if opts.dedup_key.is_some() {
             // Insert-or-find must see one snapshot: the holder could be acked in between.
             write_atomically(conn, |c| {
@@ -274,6 +284,51 @@ impl Queue {
         .map_err(uncore)?;
         honker_core::kick_after_commit(conn);
         Ok(ids)
+    }
+
+    /// Insert a job without a dedup key in one statement, unless the payload is over the queue's
+    /// limit (then nothing is written and `None` is returned).
+    fn insert_unless_too_large(
+        &self,
+        conn: &Connection,
+        payload: &str,
+        opts: &EnqueueOptions,
+        now: i64,
+    ) -> Result<Option<JobId>> {
+        let run_at = opts.run_at(now);
+        let state = if run_at <= now {
+            STATE_READY
+        } else {
+            STATE_SCHEDULED
+        };
+        let defaults = QueueOptions::default();
+        Ok(conn
+            .prepare_cached(
+                "INSERT INTO honker_jobs (queue, state, payload, priority, run_at, attempts,
+                     max_attempts, expires_at, created_ms)
+                 SELECT ?1, ?2, ?3, ?4, ?5, 0,
+                        coalesce(?6, (SELECT max_attempts FROM honker_queues WHERE name = ?1), ?10),
+                        ?7, ?8
+                 WHERE ?9 <= coalesce((SELECT max_payload_bytes FROM honker_queues WHERE name = ?1), ?11)
+                 RETURNING id",
+            )?
+            .query_row(
+                params![
+                    &*self.name,
+                    state,
+                    payload,
+                    opts.priority,
+                    run_at,
+                    opts.max_attempts,
+                    opts.expires_at(now),
+                    now,
+                    payload.len() as i64,
+                    defaults.max_attempts,
+                    defaults.max_payload_bytes as i64
+                ],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     fn insert(

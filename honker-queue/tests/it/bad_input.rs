@@ -254,3 +254,37 @@ fn claim_wait_refuses_to_run_inside_a_transaction() {
     );
     conn.execute_batch("ROLLBACK").unwrap();
 }
+
+#[test]
+fn a_queues_lowered_payload_limit_and_default_attempts_apply_to_every_enqueue() {
+    let db = TempDb::new();
+    let conn = db.open();
+    let (q, _clock) = queue_at_t0("small");
+    q.configure(
+        &conn,
+        &QueueOptionsPatch {
+            max_payload_bytes: Some(8),
+            max_attempts: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let before = snapshot(&conn);
+    for opts in [
+        EnqueueOptions::default(),
+        EnqueueOptions {
+            dedup_key: Some("k".into()),
+            ..Default::default()
+        },
+    ] {
+        let e = q.enqueue(&conn, r#"{"long": 1}"#, &opts).unwrap_err();
+        assert_eq!(e.code(), "payload.too_large");
+        assert!(e.to_string().contains("limit is 8"), "{e}");
+    }
+    assert_eq!(snapshot(&conn), before);
+    let id = q.enqueue(&conn, "[1]", &EnqueueOptions::default()).unwrap();
+    assert_eq!(
+        honker_queue::job(&conn, id).unwrap().unwrap().max_attempts,
+        2
+    );
+}
