@@ -8,6 +8,9 @@
 //! inserts a `demo_queue_handled` row and the ack commits with it, so a job handled twice would
 //! show as two rows, and a job lost would show as none. A worker reports, when the demo closes
 //! its stdin, when each handler started (`SystemTime` nanoseconds, comparable across processes).
+//! With two or more workers, the busiest one is killed with `kill -9` a third of the way through
+//! the burst: the jobs it held come back when their (1 s) leases expire, and the check still
+//! finds each job handled once.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -29,6 +32,9 @@ use crate::stats::{Summary, ms, now_ns};
 const QUEUE: &str = "demo-orders";
 /// How long the demo waits for worker processes to start, and for the jobs to be handled.
 const DEADLINE: Duration = Duration::from_secs(60);
+/// The demo workers' lease: a killed worker's jobs are claimed again this long after its last
+/// heartbeat.
+const LEASE_MS: i64 = 1000;
 
 /// Arguments of the hidden `honker demo-queue-worker`.
 #[derive(Debug, Args)]
@@ -40,6 +46,9 @@ pub(crate) struct WorkerArgs {
     run: i64,
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// The lease of each claim: how soon a killed worker's jobs come back.
+    #[arg(long, default_value_t = 1000)]
+    lease_ms: i64,
 }
 
 /// What one worker process reports when the demo closes its stdin.
@@ -66,6 +75,9 @@ pub(crate) struct QueueSection {
     redelivered: u64,
     orders_without_job_row: u64,
     reports: Vec<Option<WorkerReport>>,
+    /// The worker killed with `kill -9` mid-burst (when there are two or more): its index and
+    /// how many jobs it held at that moment.
+    killed: Option<(usize, u64)>,
     burst_drain: Option<Duration>,
     latency: Option<Summary>,
 }
@@ -139,6 +151,7 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<Queue
             .arg("--db")
             .arg(db)
             .args(["--run", &run.to_string()])
+            .args(["--lease-ms", &LEASE_MS.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -158,13 +171,17 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<Queue
     }
     drop(tx_ev);
     let mut ready = 0;
+    let mut worker_ids = vec![String::new(); args.queue_workers as usize];
     let start_by = Instant::now() + DEADLINE;
     let mut reports: Vec<Option<WorkerReport>> =
         (0..(args.queue_workers as usize)).map(|_| None).collect();
     while ready < (args.queue_workers as usize) {
         let left = start_by.saturating_duration_since(Instant::now());
         match rx_ev.recv_timeout(left) {
-            Ok((_, l)) if l == "ready" => ready += 1,
+            Ok((i, l)) if l.starts_with("ready") => {
+                worker_ids[i] = l.trim_start_matches("ready").trim().to_owned();
+                ready += 1;
+            }
             Ok(_) => {}
             Err(_) => bail!("queue worker processes did not start within {DEADLINE:?}"),
         }
@@ -203,6 +220,34 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<Queue
             thread::sleep(Duration::from_millis(10));
         }
     };
+    // Crash one worker mid-burst: the jobs it holds must come back (when their leases expire)
+    // and still be handled once, since a handler's write commits only with its ack.
+    let mut killed = None;
+    if args.queue_workers >= 2 && burst >= 3 {
+        wait_for((burst / 3) as i64, &mut progress)?;
+        // The busiest worker so far: the one most likely to be holding jobs right now.
+        let mut busiest = (0, -1i64);
+        for (i, c) in children.0.iter().enumerate() {
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM demo_queue_handled WHERE run = ?1 AND pid = ?2",
+                rusqlite::params![run, c.id()],
+                |r| r.get(0),
+            )?;
+            if n > busiest.1 {
+                busiest = (i, n);
+            }
+        }
+        let victim = busiest.0;
+        let child = &mut children.0[victim];
+        child.kill().context("cannot kill a demo worker")?;
+        let _ = child.wait();
+        let held: i64 = conn.query_row(
+            "SELECT count(*) FROM honker_jobs WHERE queue = ?1 AND state = 2 AND worker = ?2",
+            rusqlite::params![QUEUE, worker_ids[victim]],
+            |r| r.get(0),
+        )?;
+        killed = Some((victim, u64::try_from(held).unwrap_or(0)));
+    }
     let burst_drain = if wait_for(burst as i64, &mut progress)? {
         Some(burst_start.elapsed())
     } else {
@@ -218,7 +263,8 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<Queue
     // Let the workers finish what they hold, then ask for their reports.
     drop(stdins);
     let report_by = Instant::now() + DEADLINE;
-    while reports.iter().any(Option::is_none) {
+    let expected = |i: usize| killed.is_none_or(|(k, _)| k != i);
+    while (0..reports.len()).any(|i| expected(i) && reports[i].is_none()) {
         let left = report_by.saturating_duration_since(Instant::now());
         match rx_ev.recv_timeout(left) {
             Ok((i, l)) => {
@@ -266,6 +312,7 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<Queue
         redelivered,
         orders_without_job_row,
         reports,
+        killed,
         burst_drain,
         latency: Summary::of(&mut latencies),
     })
@@ -281,6 +328,9 @@ impl Section for QueueSection {
             .enumerate()
             .map(|(i, r)| match r {
                 Some(r) => format!("worker {}: {}", i + 1, r.acked),
+                None if self.killed.is_some_and(|(k, _)| k == i) => {
+                    format!("worker {}: killed", i + 1)
+                }
                 None => format!("worker {}: no report", i + 1),
             })
             .collect();
@@ -310,8 +360,14 @@ impl Section for QueueSection {
                 "  checks        handled once: {}  twice or more: {}  never: {}  orders without a job: {}",
                 self.handled_once, self.handled_twice, self.missing, self.orders_without_job_row
             );
+            if let Some((k, held)) = self.killed {
+                println!(
+                    "  crash         worker {} killed with kill -9 mid-burst, holding {held} claimed job(s) (writes of its unfinished handlers rolled back with it)",
+                    k + 1
+                );
+            }
             println!(
-                "  redeliveries  {} (a redelivery happens only when a lease expires: a worker died or stalled); lost leases {}, retries {}, errors {}",
+                "  redeliveries  {} (a job runs again only when its lease expires: here, the killed worker's jobs, {LEASE_MS} ms after its last heartbeat; each is counted once above); lost leases {}, retries {}, errors {}",
                 self.redelivered,
                 sum(|r| r.lease_lost),
                 sum(|r| r.retried),
@@ -319,7 +375,7 @@ impl Section for QueueSection {
             );
             if let Some(d) = self.burst_drain {
                 println!(
-                    "  burst         {} jobs enqueued and handled in {}",
+                    "  burst         {} jobs enqueued and handled in {} (the crash recovery included)",
                     self.jobs / 2,
                     ms(d.as_nanos() as i64)
                 );
@@ -345,7 +401,12 @@ impl Section for QueueSection {
             && self.missing == 0
             && self.orders_without_job_row == 0
             && self.handled_once == self.jobs
-            && self.reports.iter().all(Option::is_some)
+            && self.killed.is_none_or(|(_, held)| self.redelivered >= held)
+            && self
+                .reports
+                .iter()
+                .enumerate()
+                .all(|(i, r)| r.is_some() || self.killed.is_some_and(|(k, _)| k == i))
     }
 }
 
@@ -362,6 +423,7 @@ pub(crate) fn worker_child(args: &WorkerArgs) -> Result<std::process::ExitCode> 
         wake,
         WorkerOptions {
             threads: args.threads,
+            lease_ms: Some(args.lease_ms),
             ..WorkerOptions::default()
         },
         move |conn, job| {
@@ -377,7 +439,7 @@ pub(crate) fn worker_child(args: &WorkerArgs) -> Result<std::process::ExitCode> 
         },
     )?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "ready")?;
+    writeln!(out, "ready {}", worker.worker_id())?;
     out.flush()?;
     // Until the demo closes stdin (or dies).
     let mut sink = String::new();

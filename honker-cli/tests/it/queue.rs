@@ -206,6 +206,7 @@ fn demo_queue_section_runs_every_job_exactly_once() {
         "gone, with its order row",
         "handled once: 200  twice or more: 0  never: 0  orders without a job: 0",
         "latency       p50",
+        "killed with kill -9 mid-burst",
         "each job was handled once, none twice, none lost",
         "result: OK",
     ] {
