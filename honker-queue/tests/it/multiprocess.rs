@@ -197,6 +197,14 @@ fn four_worker_processes_drain_two_producers_jobs_each_exactly_once() {
     }
     assert_each_handled_once(&conn, total);
     // Every worker process took part.
+    let per_pid: Vec<i64> = conn
+        .prepare("SELECT count(*) FROM handled GROUP BY pid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    eprintln!("jobs handled per worker process: {per_pid:?}");
     let took_part = count(&conn, "SELECT count(DISTINCT pid) FROM handled");
     assert_eq!(took_part, 4, "worker processes that handled jobs");
     integrity_ok(&conn);
