@@ -2,6 +2,7 @@
 
 mod fire;
 mod lifecycle;
+mod model;
 mod multiprocess;
 mod next;
 mod sql;

@@ -231,3 +231,43 @@ fn a_schedule_registered_elsewhere_wakes_a_scheduler_sleeping_for_an_hour() {
     scheduler.shutdown().unwrap();
     assert_eq!(jobs_in(&conn, "q"), 1);
 }
+
+/// Child role: compute next fire times under whatever `TZ` the parent set.
+#[test]
+fn child_zone_check() {
+    if role().as_deref() != Some("zone") {
+        return;
+    }
+    // 09:00 UTC, and 09:00 in Berlin (08:00 UTC in winter), whatever the host's zone.
+    let utc = Schedule::parse("0 9 * * *").unwrap();
+    assert_eq!(utc.next_after(Millis(0)), Some(Millis(9 * 3_600_000)));
+    let berlin = Schedule::parse_in("0 9 * * *", "Europe/Berlin").unwrap();
+    assert_eq!(berlin.next_after(Millis(0)), Some(Millis(8 * 3_600_000)));
+}
+
+#[test]
+fn next_fire_times_do_not_depend_on_the_host_tz() {
+    if role().is_some() {
+        return;
+    }
+    let (_dir, path, _conn) = db();
+    for tz in [
+        "America/New_York",
+        "Asia/Tokyo",
+        "Pacific/Kiritimati",
+        ":/etc/localtime",
+    ] {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "multiprocess::child_zone_check",
+            "--test-threads=1",
+        ])
+        .env(ROLE, "zone")
+        .env(DB, &path)
+        .env("TZ", tz)
+        .stdout(Stdio::null());
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "with TZ={tz}: {status}");
+    }
+}
