@@ -302,33 +302,30 @@ impl Queue {
             STATE_SCHEDULED
         };
         let defaults = QueueOptions::default();
-        Ok(conn
+        // `execute` + `last_insert_rowid` rather than `RETURNING`, which buffers its rows in a
+        // temporary table; one LEFT JOIN reads the queue's row once.
+        let n = conn
             .prepare_cached(
                 "INSERT INTO honker_jobs (queue, state, payload, priority, run_at, attempts,
                      max_attempts, expires_at, created_ms)
-                 SELECT ?1, ?2, ?3, ?4, ?5, 0,
-                        coalesce(?6, (SELECT max_attempts FROM honker_queues WHERE name = ?1), ?10),
-                        ?7, ?8
-                 WHERE ?9 <= coalesce((SELECT max_payload_bytes FROM honker_queues WHERE name = ?1), ?11)
-                 RETURNING id",
+                 SELECT ?1, ?2, ?3, ?4, ?5, 0, coalesce(?6, q.max_attempts, ?10), ?7, ?8
+                 FROM (SELECT 1) LEFT JOIN honker_queues q ON q.name = ?1
+                 WHERE ?9 <= coalesce(q.max_payload_bytes, ?11)",
             )?
-            .query_row(
-                params![
-                    &*self.name,
-                    state,
-                    payload,
-                    opts.priority,
-                    run_at,
-                    opts.max_attempts,
-                    opts.expires_at(now),
-                    now,
-                    payload.len() as i64,
-                    defaults.max_attempts,
-                    defaults.max_payload_bytes as i64
-                ],
-                |r| r.get(0),
-            )
-            .optional()?)
+            .execute(params![
+                &*self.name,
+                state,
+                payload,
+                opts.priority,
+                run_at,
+                opts.max_attempts,
+                opts.expires_at(now),
+                now,
+                payload.len() as i64,
+                defaults.max_attempts,
+                defaults.max_payload_bytes as i64
+            ])?;
+        Ok((n == 1).then(|| JobId(conn.last_insert_rowid())))
     }
 
     fn insert(
