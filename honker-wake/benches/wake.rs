@@ -101,15 +101,30 @@ fn detection_latency(c: &mut Criterion) {
 fn latency(iters: u64, wake: &dyn WakeSource, w: &Connection) -> Duration {
     let mut total = Duration::ZERO;
     thread::scope(|s| {
-        for _ in 0..iters {
+        for i in 0..iters {
             let seen = wake.epoch();
             let (tx, rx) = mpsc::channel();
+            let started = Arc::new(AtomicBool::new(false));
+            let flag = started.clone();
             s.spawn(move || {
-                let r = wake.wait_past(seen, Some(Instant::now() + Duration::from_secs(30)));
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut seen = seen;
+                // A spurious wake (allowed by the contract) before the commit started: wait again.
+                let r = loop {
+                    let r = wake.wait_past(seen, Some(deadline));
+                    match r {
+                        Ok(e) if !flag.load(Ordering::Acquire) && Instant::now() < deadline => {
+                            seen = e;
+                        }
+                        r => break r,
+                    }
+                };
                 tx.send((Instant::now(), r)).unwrap();
             });
-            // Let the waiter park (the watcher polls only while somebody waits).
-            thread::sleep(Duration::from_millis(2));
+            // Let the waiter park (the watcher polls only while somebody waits), and vary the
+            // phase against the pollers' 1 ms ticks.
+            thread::sleep(gap(i));
+            started.store(true, Ordering::Release);
             let t0 = Instant::now();
             commit(w);
             let (woke, r) = rx.recv().unwrap();
@@ -120,10 +135,16 @@ fn latency(iters: u64, wake: &dyn WakeSource, w: &Connection) -> Duration {
     total
 }
 
+/// 2 ms plus a phase that walks through one poll interval, so commits do not phase-lock with a
+/// 1 ms poller.
+fn gap(i: u64) -> Duration {
+    Duration::from_micros(2000 + (i * 137) % 1000)
+}
+
 /// The baseline: a thread polling a prepared `PRAGMA data_version` every 1 ms by hand.
 fn raw_latency(iters: u64, path: &Path, w: &Connection) -> Duration {
     let mut total = Duration::ZERO;
-    for _ in 0..iters {
+    for i in 0..iters {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let p = path.to_owned();
@@ -138,7 +159,7 @@ fn raw_latency(iters: u64, path: &Path, w: &Connection) -> Duration {
             tx.send(Instant::now()).unwrap();
         });
         ready_rx.recv().unwrap();
-        thread::sleep(Duration::from_millis(2));
+        thread::sleep(gap(i));
         let t0 = Instant::now();
         commit(w);
         total += rx.recv().unwrap() - t0;
