@@ -443,15 +443,14 @@ impl Worker {
         }
         // The claimer may sleep in the wake source; a kick makes it look at `stopping`.
         sh.wake.kick();
+        let mut first_err = None;
         let conn = match self.claimer.take().map(JoinHandle::join) {
             Some(Ok(conn)) => Some(conn),
-            _ => None,
+            // The claimer never started or panicked: releasing needs a connection of its own.
+            _ => honker_core::open(&self.db_path)
+                .map_err(|e| first_err = Some(Error::from(e)))
+                .ok(),
         };
-        let conn = match conn {
-            Some(c) => c,
-            None => honker_core::open(&self.db_path)?,
-        };
-        let mut first_err = None;
         // A handler thread may be claiming its own next job: wait for that claim to land.
         {
             let mut st = sh.lock();
@@ -461,7 +460,7 @@ impl Worker {
         }
         // Jobs claimed but not started go back at once.
         let not_started = sh.take_phase(Phase::Ready);
-        release_all(&sh, &conn, not_started, &mut first_err);
+        release_all(&sh, conn.as_ref(), not_started, &mut first_err);
         // Running handlers get the grace period to finish and settle.
         let grace_end = Instant::now() + sh.settings.shutdown_grace;
         {
@@ -475,8 +474,18 @@ impl Worker {
             }
         }
         let running = sh.take_phase(Phase::Running);
-        let stuck_threads: Vec<usize> = running.iter().filter_map(|h| h.thread).collect();
-        release_all(&sh, &conn, running, &mut first_err);
+        // Threads still in a handler: those of the jobs given back now, and those whose job's
+        // lease was lost earlier (their job stays listed until their handler returns).
+        let mut stuck_threads: Vec<usize> = sh
+            .lock()
+            .held
+            .values()
+            .filter(|h| h.phase == Phase::Released)
+            .filter_map(|h| h.thread)
+            .collect();
+        stuck_threads.sort_unstable();
+        stuck_threads.dedup();
+        release_all(&sh, conn.as_ref(), running, &mut first_err);
         {
             let mut st = sh.lock();
             st.heartbeat_stop = true;
@@ -539,8 +548,23 @@ fn queue_lease_ms(queue: &Queue, conn: &Connection) -> Result<i64, Error> {
     Ok(if lease > 0 { lease } else { FALLBACK_LEASE_MS })
 }
 
-/// Release `jobs` (already marked released) on `conn`, counting them.
-fn release_all(sh: &Shared, conn: &Connection, jobs: Vec<Held>, first_err: &mut Option<Error>) {
+/// Release `jobs` (already marked released) on `conn`, counting them. Without a connection they
+/// are only forgotten here: each comes back when its lease expires.
+fn release_all(
+    sh: &Shared,
+    conn: Option<&Connection>,
+    jobs: Vec<Held>,
+    first_err: &mut Option<Error>,
+) {
+    let Some(conn) = conn else {
+        let mut st = sh.lock();
+        for h in jobs {
+            st.held.remove(&h.id);
+        }
+        drop(st);
+        sh.notify_slots();
+        return;
+    };
     for h in jobs {
         match with_busy_retry(|| sh.queue.release(conn, h.id, h.token)) {
             Ok(()) => sh.lock().report.released += 1,

@@ -379,3 +379,49 @@ fn a_job_due_under_a_held_write_lock_is_claimed_soon_after_release() {
     });
     w.shutdown().unwrap();
 }
+
+#[test]
+fn shutdown_does_not_wait_for_a_stuck_handler_whose_lease_was_lost() {
+    let db = WorkDb::new();
+    let conn = db.open();
+    let q = Queue::new("stuck").unwrap();
+    let id = q
+        .enqueue(&conn, r#"{"n":1}"#, &EnqueueOptions::default())
+        .unwrap();
+    let gate = Arc::new(AtomicBool::new(false));
+    let g2 = gate.clone();
+    let w = Worker::start(
+        &db.path(),
+        q.clone(),
+        wake(&db),
+        WorkerOptions {
+            threads: 1,
+            lease_ms: Some(200),
+            heartbeat_every: Some(Duration::from_millis(50)),
+            shutdown_grace: Duration::from_millis(100),
+            ..WorkerOptions::default()
+        },
+        move |_| {
+            while !g2.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(None)
+        },
+    )
+    .unwrap();
+    wait_until("the worker to claim", || w.report().claimed == 1);
+    // Another worker takes the job over (as after an expiry): the heartbeat finds the lease lost.
+    conn.execute(
+        "UPDATE honker_jobs SET lease_token = lease_token + 1000000 WHERE id = ?1",
+        [id.0],
+    )
+    .unwrap();
+    wait_until("the heartbeat to notice", || w.report().lease_lost == 1);
+    // The handler is still stuck: shutdown gives up on it instead of hanging.
+    let report = w.shutdown().unwrap();
+    assert_eq!(
+        (report.abandoned_threads, report.released, report.acked),
+        (1, 0, 0)
+    );
+    gate.store(true, Ordering::SeqCst);
+}
