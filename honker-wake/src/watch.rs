@@ -35,7 +35,7 @@ const SETTLE_SPIN: Duration = Duration::from_micros(300);
 /// ...then every [`SETTLE_FAST_STEP`] until this long after the last hint or change...
 const SETTLE_FAST: Duration = Duration::from_millis(2);
 const SETTLE_FAST_STEP: Duration = Duration::from_micros(50);
-/// ...then at doubling intervals from 1 ms, until this long after the last hint or change (a
+/// ...then at doubling intervals from 250 µs, until this long after the last hint or change (a
 /// writer with `synchronous=FULL` fsyncs the WAL between the frames' event and the commit
 /// becoming visible: milliseconds on a real disk, more when it stalls).
 const SETTLE_TAIL: Duration = Duration::from_secs(1);
@@ -496,7 +496,8 @@ impl Settle {
         } else if since < SETTLE_FAST {
             Some(now + SETTLE_FAST_STEP)
         } else if since < SETTLE_TAIL {
-            self.tail_step = (self.tail_step * 2).max(Duration::from_millis(1));
+            // A commit that becomes visible d after the fast window is seen within about 2d.
+            self.tail_step = (self.tail_step * 2).max(Duration::from_micros(250));
             Some(now + self.tail_step)
         } else {
             self.since = None;
