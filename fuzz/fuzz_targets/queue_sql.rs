@@ -8,8 +8,8 @@
 //!
 //! - every failure is `honker: <code>: ...` with a code from the documented set (or
 //!   `SQLITE_BUSY`, which passes through untouched), never another error or a panic;
-//! - a refused call writes nothing: every queue table's content and the lease-token counter are
-//!   unchanged;
+//! - a refused call writes nothing: every queue table's content (leases and claim counts
+//!   included) is unchanged;
 //! - a successful `honker_enqueue` adds exactly one live job holding the payload as given, or
 //!   returns the live job that holds its dedup key (and then writes nothing);
 //! - a successful `honker_claim` hands out tokens never seen before, and every claimed job is
@@ -277,7 +277,7 @@ fn snapshot(conn: &Connection) -> String {
              || (SELECT json_group_array(json_array(name, window_start, count)) FROM honker_rate_limits)
              || (SELECT json_group_array(json_array(name, lease_ms, paused)) FROM honker_queues)
              || (SELECT json_group_array(json_array(id, done_ms)) FROM honker_history)
-             || (SELECT value FROM honker_meta WHERE key = 'queue_lease_seq')",
+             || (SELECT coalesce(sum(claims), 0) FROM honker_jobs)",
         [],
         |r| r.get(0),
     )
@@ -359,7 +359,7 @@ fuzz_target!(|input: Input| {
                 let n = arities[*arity as usize % arities.len()];
                 let last_token: i64 = conn
                     .query_row(
-                        "SELECT value FROM honker_meta WHERE key = 'queue_lease_seq'",
+                        "SELECT coalesce(max(lease_token), 0) FROM honker_jobs",
                         [],
                         |r| r.get(0),
                     )

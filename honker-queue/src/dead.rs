@@ -143,9 +143,9 @@ impl Queue {
         let n = conn
             .prepare_cached(&format!(
                 "INSERT OR IGNORE INTO honker_jobs (id, queue, state, payload, priority, run_at, attempts,
-                     max_attempts, dedup_key, last_error, created_ms)
+                     max_attempts, dedup_key, last_error, created_ms, claims)
                  SELECT d.id, d.queue, 0, d.payload, d.priority, ?2, 0, d.max_attempts,
-                        d.dedup_key, d.last_error, d.created_ms
+                        d.dedup_key, d.last_error, d.created_ms, d.claims
                  FROM honker_dead d WHERE {filter}"
             ))?
             .execute(args.clone())?;

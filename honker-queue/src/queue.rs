@@ -70,10 +70,10 @@ struct Leaving {
     dedup_key: Option<String>,
     last_error: Option<String>,
     created_ms: i64,
+    claims: i64,
 }
 
-const LEAVING_COLUMNS: &str =
-    "id, queue, payload, priority, attempts, max_attempts, dedup_key, last_error, created_ms";
+const LEAVING_COLUMNS: &str = "id, queue, payload, priority, attempts, max_attempts, dedup_key, last_error, created_ms, claims";
 
 fn leaving(r: &rusqlite::Row<'_>) -> rusqlite::Result<Leaving> {
     Ok(Leaving {
@@ -86,6 +86,7 @@ fn leaving(r: &rusqlite::Row<'_>) -> rusqlite::Result<Leaving> {
         dedup_key: r.get(6)?,
         last_error: r.get(7)?,
         created_ms: r.get(8)?,
+        claims: r.get(9)?,
     })
 }
 
@@ -446,13 +447,13 @@ impl Queue {
             self.sweep(c, &probe, now).map_err(core)?;
             let jobs = c
                 .prepare_cached(
-                    "UPDATE honker_jobs SET state = 2, attempts = attempts + 1,
-                         lease_token = (SELECT value FROM honker_meta WHERE key = 'queue_lease_seq') + c.rn,
+                    // The token is the job's id and its claim count (`claims` before the update
+                    // is read in SET): unique per claim and never reused, with no extra row written.
+                    "UPDATE honker_jobs SET state = 2, attempts = attempts + 1, claims = claims + 1,
+                         lease_token = (id << 24) + ((claims + 1) & 16777215),
                          lease_expires = ?3, worker = ?4
-                     FROM (SELECT id AS cid, row_number() OVER () AS rn
-                           FROM (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0
-                                 ORDER BY priority DESC, run_at, id LIMIT ?2)) AS c
-                     WHERE honker_jobs.id = c.cid
+                     WHERE id IN (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0
+                                  ORDER BY priority DESC, run_at, id LIMIT ?2)
                      RETURNING id, payload, attempts, max_attempts, lease_token, priority, run_at",
                 )?
                 .query_map(
@@ -479,12 +480,6 @@ impl Queue {
                     },
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            if !jobs.is_empty() {
-                c.prepare_cached(
-                    "UPDATE honker_meta SET value = value + ?1 WHERE key = 'queue_lease_seq'",
-                )?
-                .execute([jobs.len() as i64])?;
-            }
             Ok(jobs)
         })
         .map_err(uncore)?;
@@ -567,8 +562,8 @@ impl Queue {
         }
         let mut insert = conn.prepare_cached(
             "INSERT INTO honker_dead (id, queue, payload, priority, attempts, max_attempts,
-                 dedup_key, reason, last_error, created_ms, died_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 dedup_key, reason, last_error, created_ms, died_ms, claims)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         for r in rows {
             insert.execute(params![
@@ -582,7 +577,8 @@ impl Queue {
                 reason,
                 error.map(str::to_owned).or_else(|| r.last_error.clone()),
                 r.created_ms,
-                now
+                now,
+                r.claims
             ])?;
         }
         let retention = self.options(conn)?.dead_retention_ms;

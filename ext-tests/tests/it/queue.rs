@@ -102,15 +102,17 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
     }
     assert_eq!(count(&db, "honker_jobs"), 1);
     assert_eq!(count(&db, "honker_dead"), 0);
-    let lease_seq: i64 = Connection::open(&db)
+    let (attempts, held): (i64, i64) = Connection::open(&db)
         .unwrap()
-        .query_row(
-            "SELECT value FROM honker_meta WHERE key = 'queue_lease_seq'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT attempts, lease_token FROM honker_jobs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
-    assert_eq!(lease_seq, token, "no claim was made by the refused calls");
+    assert_eq!(
+        (attempts, held),
+        (1, token),
+        "the refused calls changed the claim"
+    );
 }
 
 #[test]

@@ -39,7 +39,11 @@ CREATE TABLE honker_queues (
 --   max_attempts  attempts allowed before the job is dead
 --   expires_at    past it, a ready, scheduled or running job is dead ('expired'); NULL = never
 --   dedup_key     unique among the queue's live jobs; NULL = none
---   lease_token   fencing token of the current claim (running only); unique per claim
+--   claims        claims so far; unlike attempts, never decremented (a release gives the attempt
+--                 back, not the claim), and carried through the dead letters
+--   lease_token   fencing token of the current claim (running only): (id << 24) + claims, so
+--                 unique per claim and never reused, computed in the claim's own UPDATE without
+--                 writing any other row
 --   lease_expires end of the current lease (running only)
 --   worker        who holds the lease (running only)
 --   last_error    the error of the last retry, if any
@@ -68,7 +72,8 @@ CREATE TABLE honker_jobs (
     lease_expires INTEGER,
     worker        TEXT,
     last_error    TEXT,
-    created_ms    INTEGER NOT NULL
+    created_ms    INTEGER NOT NULL,
+    claims        INTEGER NOT NULL DEFAULT 0
 );
 -- The claim: the first n entries of the queue's range, already in claim order
 -- (priority DESC, run_at ASC, then the implicit rowid = id ASC).
@@ -88,6 +93,7 @@ CREATE UNIQUE INDEX honker_jobs_dedup ON honker_jobs (queue, dedup_key) WHERE de
 --   reason     'attempts exhausted', 'expired' or 'failed'
 --   last_error the last error recorded
 --   died_ms    when it died; retention and purges go by it
+--   claims     claims so far, restored on requeue so lease tokens are never reused
 CREATE TABLE honker_dead (
     id           INTEGER PRIMARY KEY,
     queue        TEXT    NOT NULL,
@@ -99,7 +105,8 @@ CREATE TABLE honker_dead (
     reason       TEXT    NOT NULL,
     last_error   TEXT,
     created_ms   INTEGER NOT NULL,
-    died_ms      INTEGER NOT NULL
+    died_ms      INTEGER NOT NULL,
+    claims       INTEGER NOT NULL DEFAULT 0
 );
 -- Listing, purge by age and the automatic retention, per queue; claims never read this table.
 CREATE INDEX honker_dead_by_queue ON honker_dead (queue, died_ms);
@@ -160,7 +167,3 @@ CREATE TABLE honker_rate_limits (
     window_start INTEGER NOT NULL,
     count        INTEGER NOT NULL
 );
-
--- The lease-token source: a claim of k jobs hands out the next k values and adds k. Tokens are
--- never reused, even after the jobs that held them are deleted.
-INSERT INTO honker_meta (key, value) VALUES ('queue_lease_seq', 0);

@@ -143,15 +143,16 @@ fn multi_statement_functions_are_all_or_nothing_in_autocommit() {
     let db = TempDb::new();
     let conn = sql_conn(&db, &ManualWake::new());
     // A trigger that fails the third insert of a batch, the insert of a dead letter, and the
-    // lease-token bump of a claim: each function must leave nothing of its earlier writes.
+    // claim after a promotion: each function must leave nothing of its earlier writes.
     conn.execute_batch(
         "CREATE TABLE fail_on (what TEXT);
          CREATE TRIGGER t_jobs BEFORE INSERT ON honker_jobs
            WHEN NEW.payload = '3' BEGIN SELECT RAISE(ABORT, 'boom'); END;
          CREATE TRIGGER t_dead BEFORE INSERT ON honker_dead
            WHEN EXISTS (SELECT 1 FROM fail_on WHERE what = 'dead') BEGIN SELECT RAISE(ABORT, 'boom'); END;
-         CREATE TRIGGER t_meta BEFORE UPDATE ON honker_meta
-           WHEN EXISTS (SELECT 1 FROM fail_on WHERE what = 'meta') BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+         CREATE TRIGGER t_claim BEFORE UPDATE ON honker_jobs
+           WHEN NEW.state = 2 AND EXISTS (SELECT 1 FROM fail_on WHERE what = 'claim')
+           BEGIN SELECT RAISE(ABORT, 'boom'); END;",
     )
     .unwrap();
     assert!(
@@ -163,8 +164,12 @@ fn multi_statement_functions_are_all_or_nothing_in_autocommit() {
     assert_eq!(rows(&conn, "honker_jobs"), 0);
     assert!(conn.is_autocommit());
 
+    // A due scheduled job: the claim first promotes it (one statement), then its claim fails,
+    // and the promotion must be undone with it.
     let id: i64 = one(&conn, "SELECT honker_enqueue('q', '1')");
-    conn.execute("INSERT INTO fail_on VALUES ('meta')", [])
+    conn.execute("UPDATE honker_jobs SET state = 1", [])
+        .unwrap();
+    conn.execute("INSERT INTO fail_on VALUES ('claim')", [])
         .unwrap();
     assert!(
         conn.query_row("SELECT honker_claim('q', 'w', 1)", [], |r| r
@@ -174,7 +179,7 @@ fn multi_statement_functions_are_all_or_nothing_in_autocommit() {
     let job = json(&conn, &format!("SELECT honker_job({id})"));
     assert_eq!(
         (job["state"].as_str(), job["attempts"].as_i64()),
-        (Some("pending"), Some(0))
+        (Some("scheduled"), Some(0))
     );
     conn.execute("DELETE FROM fail_on", []).unwrap();
 

@@ -61,9 +61,10 @@ pub(crate) fn snapshot(conn: &Connection) -> Vec<(String, i64)> {
     .iter()
     .map(|t| (t.to_string(), rows(conn, t)))
     .chain(std::iter::once((
-        "lease_seq".to_string(),
+        "claims and tokens".to_string(),
         conn.query_row(
-            "SELECT value FROM honker_meta WHERE key = 'queue_lease_seq'",
+            "SELECT coalesce(sum(claims), 0) + coalesce(sum(lease_token), 0)
+                 + coalesce(sum(lease_expires), 0) FROM honker_jobs",
             [],
             |r| r.get(0),
         )
