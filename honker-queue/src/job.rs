@@ -11,6 +11,9 @@ pub struct JobId(pub i64);
 
 /// A fencing token: unique per claim and never reused. Every ack, retry, release, fail and
 /// heartbeat must present the token of the claim that holds the job.
+///
+/// Its value is `(job id << 24) + the job's claim count` (the count wraps after 16 777 215
+/// claims of one job), so it grows with every claim of a job; treat it as opaque otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LeaseToken(pub i64);
 
