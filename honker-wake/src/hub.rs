@@ -32,6 +32,10 @@ pub struct Hub {
     opts: BackendOptions,
     pid_fn: PidFn,
     default: Mutex<Result<Backend, UnknownBackend>>,
+    /// One gate per (file, backend) being started: threads asking for the same new watcher at
+    /// once wait for the first instead of each starting one (a Kernel watcher costs an inotify
+    /// instance, of which a user often has only 128).
+    starting: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
 }
 
 /// The Hub's map key: the file's (device, inode) and the backend.
@@ -134,6 +138,7 @@ impl Hub {
             opts,
             pid_fn,
             default: Mutex::new(Ok(Backend::DataVersion)),
+            starting: Mutex::new(HashMap::new()),
         }
     }
 
@@ -278,15 +283,51 @@ impl Hub {
             path: db_path.to_owned(),
             reason: format!("cannot stat: {e}"),
         })?;
-        let base = {
+        {
             let mut st = self.lock();
             st.prune();
             if let Some(w) = st.live(&id, backend) {
                 return Ok(self.keep(&mut st, w, pin));
             }
+        }
+        // One starter per (file, backend); the others wait here and then find its watcher.
+        let gate_key = key(&id, backend);
+        let gate = self
+            .starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(gate_key)
+            .or_default()
+            .clone();
+        let started = {
+            let _starter = gate.lock().unwrap_or_else(|p| p.into_inner());
+            self.start_gated(db_path, &id, backend, pin)
+        };
+        let mut starting = self.starting.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's reference and ours: nobody else waits at this gate, drop it.
+        if Arc::strong_count(&gate) == 2 {
+            starting.remove(&gate_key);
+        }
+        started
+    }
+
+    /// The second half of [`get`](Hub::get), with the (file, backend) gate held.
+    fn start_gated(
+        &self,
+        db_path: &Path,
+        id: &FileId,
+        backend: Backend,
+        pin: bool,
+    ) -> Result<Arc<Watch>, WakeError> {
+        let base = {
+            let mut st = self.lock();
+            st.prune();
+            if let Some(w) = st.live(id, backend) {
+                return Ok(self.keep(&mut st, w, pin));
+            }
             st.next_base()
         };
-        // Start without the lock: opening can wait up to the busy budget, and kicks from
+        // Start without the Hub's lock: opening can wait up to the busy budget, and kicks from
         // committing writers must not wait for it.
         let fresh = Arc::new(Watch::start(
             db_path,
