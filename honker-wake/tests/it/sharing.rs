@@ -1,11 +1,12 @@
 //! Many waiters share one watcher: 50 threads waiting on one file cost one watcher thread (two for
-//! the Kernel backend: its own and notify's event thread), for every compiled backend.
+//! the Kernel backend on inotify/kqueue: its own and notify's event thread), for every compiled
+//! backend.
 //! Runs in a child process, alone, so thread counts are exact.
 
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use honker_wake::{Backend, Hub};
+use honker_wake::{Backend, Hub, Kernel};
 
 use crate::{Db, commit, deadline, run_child, thread_count, wait_until};
 
@@ -23,7 +24,9 @@ pub(crate) fn child_main() {
 }
 
 fn share(backend: Backend) {
-    let watcher_threads = if backend == Backend::Kernel { 2 } else { 1 };
+    // The Kernel backend's event source (not its `stat` fallback) runs notify's thread too.
+    let events = backend == Backend::Kernel && Kernel::event_source() != "stat";
+    let watcher_threads = if events { 2 } else { 1 };
     let db = Db::new("wal");
     let writer = db.connect();
     let hub = Hub::global();
