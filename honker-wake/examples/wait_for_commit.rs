@@ -1,7 +1,10 @@
 //! Wait for commits the way every honker consumer does: sample the epoch, look, then sleep past
 //! the sample. Run with `cargo run -p honker-wake --example wait_for_commit [DB_PATH]`; without a
 //! path it uses a temporary file. Point a second copy (or `sqlite3 DB_PATH "INSERT INTO
-//! events(note) VALUES ('hi')"`) at the same file to see cross-process wakes.
+//! events(note) VALUES ('hi')"`) at the same file to see cross-process wakes. Choose the backend
+//! with the environment: `HONKER_WAKE_BACKEND=kernel cargo run -p honker-wake --features kernel
+//! --example wait_for_commit` (or `stat`; a backend not compiled in fails with
+//! `wake.not_compiled`).
 
 use std::path::PathBuf;
 use std::thread;
