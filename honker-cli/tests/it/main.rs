@@ -273,7 +273,15 @@ fn migrate_then_info_reports_schema_journal_and_counts() {
 
     let out = run(&["migrate", "--db", db]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("honker schema version 1"));
+    let expected = format!(
+        "honker schema version {}",
+        honker_core::schema::SCHEMA_VERSION
+    );
+    assert!(
+        text(&out.stdout).contains(&expected),
+        "{}",
+        text(&out.stdout)
+    );
     for payload in ["1", "2", "3"] {
         assert!(
             run(&["notify", "--db", db, "--channel", "a", payload])
@@ -290,7 +298,11 @@ fn migrate_then_info_reports_schema_journal_and_counts() {
     let out = run(&["info", "--db", db]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(stdout.contains("schema version  1"), "{stdout}");
+    let v = honker_core::schema::SCHEMA_VERSION;
+    assert!(
+        stdout.contains(&format!("schema version  {v} (this build: {v})")),
+        "{stdout}"
+    );
     assert!(stdout.contains("journal mode    wal"), "{stdout}");
     assert!(
         stdout.contains("notifications   4 rows on 2 channels, newest id 4"),
