@@ -103,9 +103,9 @@ pub(crate) struct SchedulerArgs {
     until_ms: Option<i64>,
 }
 
-/// Run `honker cron ...`; cron errors print with their code.
+/// Run `honker cron ...`; errors print with their code through the shared printer.
 pub(crate) fn run(args: &CronArgs) -> Result<ExitCode> {
-    with_codes(|| match &args.command {
+    match &args.command {
         CronCommand::Ls(a) => ls(args, a),
         CronCommand::Next(a) => next(a),
         CronCommand::Add(a) => add(args, a),
@@ -130,27 +130,6 @@ pub(crate) fn run(args: &CronArgs) -> Result<ExitCode> {
             honker_cron::resume(&conn, &a.name, SystemClock.now())?;
             Ok(ExitCode::SUCCESS)
         }
-    })
-}
-
-/// Print a cron error as `error [<code>]: ...` (the shared printer does not know cron's codes);
-/// anything else goes to the shared printer.
-fn with_codes(f: impl FnOnce() -> Result<ExitCode>) -> Result<ExitCode> {
-    match f() {
-        Err(e) => match e
-            .chain()
-            .find_map(|c| c.downcast_ref::<honker_cron::Error>())
-        {
-            Some(cron) => {
-                #[allow(clippy::print_stderr)]
-                {
-                    eprintln!("error [{}]: {}", cron.code(), crate::errors::message(&e));
-                }
-                Ok(ExitCode::FAILURE)
-            }
-            None => Err(e),
-        },
-        ok => ok,
     }
 }
 

@@ -6,6 +6,10 @@ pub(crate) fn code_of(e: &anyhow::Error) -> Option<&'static str> {
     e.chain().find_map(|cause| {
         if let Some(x) = cause.downcast_ref::<honker_stream::Error>() {
             Some(x.code())
+        } else if let Some(x) = cause.downcast_ref::<honker_queue::Error>() {
+            Some(x.code())
+        } else if let Some(x) = cause.downcast_ref::<honker_cron::Error>() {
+            Some(x.code())
         } else if let Some(x) = cause.downcast_ref::<honker_core::Error>() {
             Some(x.code())
         } else {
@@ -49,6 +53,18 @@ pub(crate) fn print(e: &anyhow::Error) {
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn queue_and_cron_codes_are_found_too() {
+        let e = anyhow::Error::new(honker_cron::Error::NotFound { name: "n".into() })
+            .context("removing n");
+        assert_eq!(code_of(&e), Some("cron.not_found"));
+        let q = honker_queue::Queue::new("").unwrap_err();
+        let code = q.code();
+        let e = anyhow::Error::new(q).context("queue");
+        assert_eq!(code_of(&e), Some(code));
+        assert!(code.starts_with("queue."), "{code}");
+    }
 
     #[test]
     fn code_is_found_under_context() {
