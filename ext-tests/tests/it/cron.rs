@@ -34,7 +34,10 @@ fn schedule_tick_and_list_in_the_sqlite3_cli() {
     assert_eq!(lines[1], "[1250,1500,1750]");
     assert_eq!(lines[2], "1");
     let fired = json_rows(lines[3]);
-    let times: Vec<i64> = fired.iter().map(|f| f["fire_ms"].as_i64().unwrap()).collect();
+    let times: Vec<i64> = fired
+        .iter()
+        .map(|f| f["fire_ms"].as_i64().unwrap())
+        .collect();
     assert_eq!(times, [122_000, 123_000, 124_000, 125_000], "{out}");
     assert_eq!(lines[4], "[]", "a second tick fires nothing");
     assert_eq!(lines[5], "4");
@@ -50,7 +53,10 @@ fn schedule_tick_and_list_in_the_sqlite3_cli() {
 fn bad_cron_input_is_a_typed_error_and_writes_nothing() {
     let (_dir, db) = temp_db();
     for (sql, code) in [
-        ("SELECT honker_schedule('a', '* * * 13 *', 'q', '{}')", "cron.bad_expression"),
+        (
+            "SELECT honker_schedule('a', '* * * 13 *', 'q', '{}')",
+            "cron.bad_expression",
+        ),
         (
             "SELECT honker_schedule('a', '* * * * *', 'q', '{}', '{\"tz\":\"Mars/Base\"}')",
             "cron.unknown_zone",
