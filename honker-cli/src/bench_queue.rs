@@ -301,7 +301,7 @@ fn raw_drain_batches(conn: &Connection, count: usize, batch: usize) -> Result<()
     let claim = "UPDATE honker_jobs SET state = 2, attempts = attempts + 1, lease_token = ?2,
              lease_expires = ?3, worker = 'raw'
          WHERE id IN (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0
-                      ORDER BY priority DESC, run_at, id LIMIT ?4)
+                      ORDER BY priority DESC, run_at, id LIMIT ?4 + 0)
          RETURNING id, payload";
     let mut token = 0i64;
     let mut done = 0;

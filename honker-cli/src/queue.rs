@@ -217,7 +217,7 @@ fn jobs(a: &JobsArgs) -> Result<ExitCode> {
     // The live jobs in claim order: running first (they hold leases), then due, then scheduled.
     let mut stmt = conn.prepare(
         "SELECT id FROM honker_jobs WHERE queue = ?1
-         ORDER BY state DESC, priority DESC, run_at, id LIMIT ?2",
+         ORDER BY state DESC, priority DESC, run_at, id LIMIT ?2 + 0",
     )?;
     let ids = stmt
         .query_map(rusqlite::params![q.name(), a.limit as i64], |r| {

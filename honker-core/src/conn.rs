@@ -149,11 +149,16 @@ pub fn write_atomically<T>(
     f: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
     let own_transaction = conn.is_autocommit();
-    if own_transaction {
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-    } else {
-        conn.execute_batch("SAVEPOINT honker")?;
-    }
+    // Cached statements: these four run on every multi-statement write, and `execute_batch` would
+    // parse them each time.
+    run(
+        conn,
+        if own_transaction {
+            "BEGIN IMMEDIATE"
+        } else {
+            "SAVEPOINT honker"
+        },
+    )?;
     match f(conn) {
         Ok(v) => {
             let end = if own_transaction {
@@ -161,9 +166,9 @@ pub fn write_atomically<T>(
             } else {
                 "RELEASE honker"
             };
-            if let Err(e) = conn.execute_batch(end) {
+            if let Err(e) = run(conn, end) {
                 rollback(conn, own_transaction);
-                return Err(e.into());
+                return Err(e);
             }
             Ok(v)
         }
@@ -174,14 +179,18 @@ pub fn write_atomically<T>(
     }
 }
 
+fn run(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 fn rollback(conn: &Connection, own_transaction: bool) {
     // A failed rollback leaves nothing more to undo: SQLite rolls back on its own when it cannot.
-    let sql = if own_transaction {
-        "ROLLBACK"
+    if own_transaction {
+        let _ = run(conn, "ROLLBACK");
     } else {
-        "ROLLBACK TO honker; RELEASE honker"
-    };
-    let _ = conn.execute_batch(sql);
+        let _ = run(conn, "ROLLBACK TO honker").and_then(|()| run(conn, "RELEASE honker"));
+    }
 }
 
 fn refuse_non_file(path: &Path) -> Result<()> {

@@ -590,7 +590,7 @@ pub fn prune_fires(conn: &Connection, older_than: Millis, limit: usize) -> Resul
         .prepare_cached(
             "DELETE FROM honker_fires WHERE (schedule, fire_ms) IN (
                  SELECT schedule, fire_ms FROM honker_fires WHERE fired_at_ms < ?1
-                 ORDER BY fired_at_ms LIMIT ?2)",
+                 ORDER BY fired_at_ms LIMIT ?2 + 0)",
         )?
         .execute(params![older_than.0, limit.min(i64::MAX as usize) as i64])?)
 }

@@ -119,7 +119,7 @@ fn tick_in(c: &Connection, now: Millis) -> Result<TickReport> {
     let due: Vec<ScheduleInfo> = c
         .prepare_cached(&format!(
             "SELECT {SELECT_COLUMNS} FROM honker_schedules
-             WHERE paused = 0 AND next_fire_ms <= ?1 ORDER BY next_fire_ms LIMIT ?2"
+             WHERE paused = 0 AND next_fire_ms <= ?1 ORDER BY next_fire_ms LIMIT ?2 + 0"
         ))?
         .query_map(params![now.0, TICK_BATCH as i64], info_from_row)?
         .collect::<rusqlite::Result<_>>()?;

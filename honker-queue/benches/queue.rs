@@ -21,7 +21,7 @@ const RAW_INSERT: &str =
 const RAW_CLAIM: &str = "UPDATE honker_jobs SET state = 2, attempts = attempts + 1,
      lease_token = ?3, lease_expires = ?4, worker = 'w'
      WHERE id IN (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0
-                  ORDER BY priority DESC, run_at, id LIMIT ?2)
+                  ORDER BY priority DESC, run_at, id LIMIT ?2 + 0)
      RETURNING id, lease_token";
 const RAW_ACK: &str = "DELETE FROM honker_jobs WHERE id = ?1 AND lease_token = ?2";
 const RAW_RELEASE: &str = "UPDATE honker_jobs SET state = 0, attempts = attempts - 1,

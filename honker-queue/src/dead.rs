@@ -44,7 +44,7 @@ impl Queue {
             .prepare_cached(
                 "SELECT id, queue, payload, priority, attempts, max_attempts, reason, last_error,
                         created_ms, died_ms
-                 FROM honker_dead WHERE queue = ?1 ORDER BY died_ms DESC, id DESC LIMIT ?2",
+                 FROM honker_dead WHERE queue = ?1 ORDER BY died_ms DESC, id DESC LIMIT ?2 + 0",
             )?
             .query_map(
                 params![self.name(), i64::try_from(limit).unwrap_or(i64::MAX)],

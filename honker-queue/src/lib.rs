@@ -48,6 +48,10 @@
 //!   leases and buries as many expired jobs. When more than that became due at once, the claim
 //!   order among them is exact only once later claims have caught up.
 //! - Rate limits use fixed windows: up to twice `limit` calls can pass around a window boundary.
+//! - Work is not shared out evenly between competing worker processes. Claims serialise on
+//!   SQLite's write lock, whose busy handler backs off; under heavy contention one worker can win
+//!   most claims for a while (seen on a loaded 2-core machine: one of four processes got none of
+//!   20 000 jobs). Correctness does not depend on it: every job still runs under one live lease.
 //! - Acked jobs are deleted, unless the queue sets `keep_history_ms`: then they stay readable
 //!   as [`JobState::Done`] for that long (bounded in time, not in rows; each ack into the history
 //!   trims up to two expired rows).

@@ -443,46 +443,49 @@ impl Queue {
         let lease = lease_ms
             .or(probe.lease_ms)
             .unwrap_or(QueueOptions::default().lease_ms);
-        let mut jobs = write_atomically(conn, |c| {
-            self.sweep(c, &probe, now).map_err(core)?;
-            let jobs = c
-                .prepare_cached(
-                    // The token is the job's id and its claim count (`claims` before the update
-                    // is read in SET): unique per claim and never reused, with no extra row written.
-                    "UPDATE honker_jobs SET state = 2, attempts = attempts + 1, claims = claims + 1,
-                         lease_token = (id << 24) + ((claims + 1) & 16777215),
-                         lease_expires = ?3, worker = ?4
-                     WHERE id IN (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0
-                                  ORDER BY priority DESC, run_at, id LIMIT ?2)
-                     RETURNING id, payload, attempts, max_attempts, lease_token, priority, run_at",
-                )?
-                .query_map(
-                    params![
-                        &*self.name,
-                        n as i64,
-                        now.saturating_add(lease),
-                        worker
-                    ],
-                    |r| {
-                        Ok((
-                            ClaimedJob {
-                                id: r.get(0)?,
-                                queue: self.name.to_string(),
-                                payload: r.get(1)?,
-                                attempts: r.get(2)?,
-                                max_attempts: r.get(3)?,
-                                lease_token: r.get(4)?,
-                                lease_expires: Millis(now.saturating_add(lease)),
-                                priority: r.get(5)?,
-                            },
-                            r.get::<_, i64>(6)?,
-                        ))
-                    },
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(jobs)
-        })
-        .map_err(uncore)?;
+        let take = |c: &Connection| -> honker_core::Result<Vec<(ClaimedJob, i64)>> {
+            Ok(c.prepare_cached(
+                // The token is the job's id and its claim count (`claims` before the update
+                // is read in SET): unique per claim and never reused, with no extra row written.
+                "UPDATE honker_jobs SET state = 2, attempts = attempts + 1, claims = claims + 1,
+                     lease_token = (id << 24) + ((claims + 1) & 16777215),
+                     lease_expires = ?3, worker = ?4
+                 WHERE id IN (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0
+                              ORDER BY priority DESC, run_at, id LIMIT ?2 + 0)
+                 RETURNING id, payload, attempts, max_attempts, lease_token, priority, run_at",
+            )?
+            .query_map(
+                params![&*self.name, n as i64, now.saturating_add(lease), worker],
+                |r| {
+                    Ok((
+                        ClaimedJob {
+                            id: r.get(0)?,
+                            queue: self.name.to_string(),
+                            payload: r.get(1)?,
+                            attempts: r.get(2)?,
+                            max_attempts: r.get(3)?,
+                            lease_token: r.get(4)?,
+                            lease_expires: Millis(now.saturating_add(lease)),
+                            priority: r.get(5)?,
+                        },
+                        r.get::<_, i64>(6)?,
+                    ))
+                },
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+        };
+        let mut jobs = if probe.earliest().is_some_and(|t| t <= now) {
+            write_atomically(conn, |c| {
+                self.sweep(c, &probe, now).map_err(core)?;
+                take(c)
+            })
+            .map_err(uncore)?
+        } else {
+            // Nothing to sweep: the claim is one statement, atomic by itself (an UPDATE takes the
+            // write lock when it starts, so it never upgrades a read snapshot), and it needs no
+            // explicit transaction around it.
+            take(conn)?
+        };
         jobs.sort_by(|(a, ra), (b, rb)| {
             b.priority
                 .cmp(&a.priority)
@@ -500,7 +503,7 @@ impl Queue {
                     "DELETE FROM honker_jobs WHERE id IN
                          (SELECT id FROM honker_jobs
                           WHERE queue = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2
-                          ORDER BY expires_at LIMIT ?3)
+                          ORDER BY expires_at LIMIT ?3 + 0)
                      RETURNING {LEAVING_COLUMNS}"
                 ))?
                 .query_map(params![&*self.name, now, SWEEP_LIMIT], leaving)?
@@ -513,7 +516,7 @@ impl Queue {
                     "DELETE FROM honker_jobs WHERE id IN
                          (SELECT id FROM honker_jobs
                           WHERE queue = ?1 AND state = 2 AND lease_expires <= ?2
-                          ORDER BY lease_expires LIMIT ?3)
+                          ORDER BY lease_expires LIMIT ?3 + 0)
                        AND attempts >= max_attempts
                      RETURNING {LEAVING_COLUMNS}"
                 ))?
@@ -531,7 +534,7 @@ impl Queue {
                      worker = NULL, last_error = 'lease expired'
                  WHERE id IN (SELECT id FROM honker_jobs
                               WHERE queue = ?1 AND state = 2 AND lease_expires <= ?2
-                              ORDER BY lease_expires LIMIT ?3)",
+                              ORDER BY lease_expires LIMIT ?3 + 0)",
             )?
             .execute(params![&*self.name, now, SWEEP_LIMIT])?;
         }
@@ -540,7 +543,7 @@ impl Queue {
                 "UPDATE honker_jobs SET state = 0
                  WHERE id IN (SELECT id FROM honker_jobs
                               WHERE queue = ?1 AND state = 1 AND run_at <= ?2
-                              ORDER BY run_at LIMIT ?3)",
+                              ORDER BY run_at LIMIT ?3 + 0)",
             )?
             .execute(params![&*self.name, now, SWEEP_LIMIT])?;
         }
@@ -587,7 +590,7 @@ impl Queue {
         conn.prepare_cached(
             "DELETE FROM honker_dead WHERE id IN
                  (SELECT id FROM honker_dead WHERE queue = ?1 AND died_ms < ?2
-                  ORDER BY died_ms LIMIT ?3)",
+                  ORDER BY died_ms LIMIT ?3 + 0)",
         )?
         .execute(params![
             &*self.name,

@@ -69,7 +69,7 @@ pub(crate) fn save_unchecked(
     conn.prepare_cached(
         "DELETE FROM honker_results WHERE job_id IN
              (SELECT job_id FROM honker_results WHERE expires_ms IS NOT NULL AND expires_ms <= ?1
-              ORDER BY expires_ms LIMIT ?2)",
+              ORDER BY expires_ms LIMIT ?2 + 0)",
     )?
     .execute(params![now, EXPIRED_PER_SAVE])?;
     Ok(())

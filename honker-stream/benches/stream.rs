@@ -76,7 +76,7 @@ fn replay(c: &mut Criterion) {
             let mut stmt = conn
                 .prepare_cached(
                     r#"SELECT "offset", topic, key, payload, created_ms FROM honker_streams
-                       WHERE topic = ?1 AND "offset" > ?2 ORDER BY "offset" LIMIT ?3"#,
+                       WHERE topic = ?1 AND "offset" > ?2 ORDER BY "offset" LIMIT ?3 + 0"#,
                 )
                 .expect("prepare");
             let (mut after, mut n) = (0i64, 0usize);

@@ -127,7 +127,7 @@ pub fn listen(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare_cached(
         "SELECT id, channel, payload, created_ms FROM honker_notifications
-         WHERE channel = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+         WHERE channel = ?1 AND id > ?2 ORDER BY id LIMIT ?3 + 0",
     )?;
     let rows = stmt.query_map(rusqlite::params![channel, after_id, limit], |r| {
         Ok(Notification {

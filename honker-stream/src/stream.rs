@@ -217,7 +217,7 @@ pub fn read(conn: &Connection, topic: &str, after: Offset, limit: usize) -> Resu
     let events = conn
         .prepare_cached(
             r#"SELECT "offset", topic, key, payload, created_ms FROM honker_streams
-               WHERE topic = ?1 AND "offset" > ?2 ORDER BY "offset" LIMIT ?3"#,
+               WHERE topic = ?1 AND "offset" > ?2 ORDER BY "offset" LIMIT ?3 + 0"#,
         )?
         .query_map(rusqlite::params![topic, after, limit], |r| {
             Ok(Event {

@@ -388,6 +388,37 @@ fn no_ignored_or_should_panic_tests_and_no_placeholders() {
     );
 }
 
+/// SQLite reads the value bound to `LIMIT ?N` while planning, so every rebind expires a cached
+/// statement and the next step re-prepares it (honker-core's test
+/// `limit_parameter_written_plus_zero_is_not_reprepared_on_rebind`). The crates' SQL writes
+/// `LIMIT ?N + 0`, which the planner does not read.
+#[test]
+fn no_bare_limit_parameter_in_crate_sql() {
+    let mut bad = Vec::new();
+    for path in rust_files() {
+        let rel = rel(&path);
+        if !(rel.starts_with("honker-") && (rel.contains("/src/") || rel.contains("/benches/"))) {
+            continue;
+        }
+        for (n, line) in read(&path).lines().enumerate() {
+            let mut rest = line;
+            while let Some(at) = rest.find("LIMIT ?") {
+                let after = &rest[at + "LIMIT ?".len()..];
+                let digits = after.chars().take_while(char::is_ascii_digit).count();
+                if !after[digits..].starts_with(" + 0") {
+                    bad.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+                }
+                rest = &after[digits..];
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "write `LIMIT ?N + 0` (a bare LIMIT parameter re-prepares the statement on every call):\n{}",
+        bad.join("\n")
+    );
+}
+
 /// Files outside honker-ext allowed to hold `unsafe`, with how many. Each is audited: see the
 /// `// SAFETY:` comment at the site.
 const UNSAFE_ALLOWLIST: &[(&str, usize)] = &[

@@ -2,6 +2,7 @@
 
 mod migrate;
 mod open;
+mod statements;
 mod write_atomically;
 
 use std::path::Path;

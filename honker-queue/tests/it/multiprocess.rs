@@ -205,8 +205,15 @@ fn four_worker_processes_drain_two_producers_jobs_each_exactly_once() {
         .map(Result::unwrap)
         .collect();
     eprintln!("jobs handled per worker process: {per_pid:?}");
+    // The exactly-once checks above only mean something if processes really competed. Equal
+    // shares are not promised: under write-lock contention SQLite's busy handler backs off, and
+    // on a loaded 2-core machine one worker can lose every race (seen in CI: [3999, 13593, 2408]
+    // with the fourth at 0). See "Known limitations" in the crate docs.
     let took_part = count(&conn, "SELECT count(DISTINCT pid) FROM handled");
-    assert_eq!(took_part, 4, "worker processes that handled jobs");
+    assert!(
+        took_part >= 2,
+        "only {took_part} worker process handled jobs: {per_pid:?}"
+    );
     integrity_ok(&conn);
 }
 
