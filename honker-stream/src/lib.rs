@@ -104,6 +104,7 @@
 
 mod consumer;
 mod error;
+mod iter;
 mod listener;
 mod notify;
 mod retention;
@@ -114,7 +115,8 @@ mod subscribe;
 mod trim;
 
 pub use crate::error::{Error, Result};
-pub use crate::listener::{Iter, Listener};
+pub use crate::iter::{Iter, Receive};
+pub use crate::listener::Listener;
 pub use crate::notify::{
     MAX_CHANNEL_BYTES, Notification, NotificationId, PRUNE_EVERY, check_channel, latest_id, listen,
     notify, notify_with_clock,

@@ -10,6 +10,7 @@ use honker_core::WakeSource;
 use rusqlite::Connection;
 
 use crate::error::Result;
+use crate::iter::{Iter, Receive};
 use crate::notify::{Notification, NotificationId, check_channel, latest_id, listen};
 
 /// How many notifications one look reads; the rest wait for the next look.
@@ -98,12 +99,8 @@ impl Listener {
 
     /// The notifications as an iterator that blocks for each one and ends at `deadline` (or
     /// after yielding an error).
-    pub fn iter(&mut self, deadline: Option<Instant>) -> Iter<'_> {
-        Iter {
-            listener: self,
-            deadline,
-            done: false,
-        }
+    pub fn iter(&mut self, deadline: Option<Instant>) -> Iter<'_, Listener> {
+        Iter::new(self, deadline)
     }
 
     /// The id of the newest notification handed out or buffered (where the next look starts).
@@ -128,31 +125,10 @@ impl Listener {
     }
 }
 
-/// The iterator of [`Listener::iter`].
-#[derive(Debug)]
-pub struct Iter<'a> {
-    listener: &'a mut Listener,
-    deadline: Option<Instant>,
-    done: bool,
-}
+impl Receive for Listener {
+    type Item = Notification;
 
-impl Iterator for Iter<'_> {
-    type Item = Result<Notification>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.listener.recv(self.deadline) {
-            Ok(Some(n)) => Some(Ok(n)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+    fn receive(&mut self, deadline: Option<Instant>) -> Result<Option<Notification>> {
+        self.recv(deadline)
     }
 }

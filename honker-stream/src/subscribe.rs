@@ -12,6 +12,7 @@ use rusqlite::Connection;
 
 use crate::consumer::{Commit, commit_offset, committed_offset, register_consumer};
 use crate::error::Result;
+use crate::iter::{Iter, Receive};
 use crate::stream::{
     Event, Offset, check_consumer, check_topic, latest_offset, read, trimmed_through,
 };
@@ -246,12 +247,8 @@ impl Subscriber {
 
     /// The events as an iterator that blocks for each one and ends at `deadline` (or after
     /// yielding an error).
-    pub fn iter(&mut self, deadline: Option<Instant>) -> Iter<'_> {
-        Iter {
-            sub: self,
-            deadline,
-            done: false,
-        }
+    pub fn iter(&mut self, deadline: Option<Instant>) -> Iter<'_, Subscriber> {
+        Iter::new(self, deadline)
     }
 
     /// The offset of the last event handed out (or where it started).
@@ -298,31 +295,10 @@ impl Iterator for Subscriber {
     }
 }
 
-/// The iterator of [`Subscriber::iter`].
-#[derive(Debug)]
-pub struct Iter<'a> {
-    sub: &'a mut Subscriber,
-    deadline: Option<Instant>,
-    done: bool,
-}
+impl Receive for Subscriber {
+    type Item = Event;
 
-impl Iterator for Iter<'_> {
-    type Item = Result<Event>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.sub.recv(self.deadline) {
-            Ok(Some(e)) => Some(Ok(e)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+    fn receive(&mut self, deadline: Option<Instant>) -> Result<Option<Event>> {
+        self.recv(deadline)
     }
 }
