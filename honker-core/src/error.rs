@@ -143,6 +143,21 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+/// Check that argument `name` is at least `min`; returns it unchanged.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] (`arg.invalid`): "must be >= {min}, got {value}".
+pub fn at_least(name: &'static str, value: i64, min: i64) -> Result<i64> {
+    if value < min {
+        return Err(Error::InvalidArgument {
+            name,
+            reason: format!("must be >= {min}, got {value}"),
+        });
+    }
+    Ok(value)
+}
+
 /// A `Result` with honker-core's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -45,7 +45,7 @@ pub use crate::conn::{
     BUSY_TIMEOUT, WAL_AUTOCHECKPOINT_PAGES, db_file, ensure_no_transaction, open, open_read_only,
     prepare, write_atomically,
 };
-pub use crate::error::{Error, Result};
+pub use crate::error::{Error, Result, at_least};
 pub use crate::time::{Clock, Millis, SettableClock, SystemClock};
 pub use crate::wake::{
     Epoch, EpochCell, ManualWake, WakeError, WakeProvider, WakeSource, kick_after_commit,

@@ -125,11 +125,7 @@ pub fn arg_i64(ctx: &Context<'_>, i: usize, name: &'static str) -> rusqlite::Res
 ///
 /// As [`arg_i64`], and `arg.invalid` for a negative value.
 pub fn arg_non_negative(ctx: &Context<'_>, i: usize, name: &'static str) -> rusqlite::Result<i64> {
-    let v = arg_i64(ctx, i, name)?;
-    if v < 0 {
-        return Err(bad_arg(name, format!("must be >= 0, got {v}")));
-    }
-    Ok(v)
+    Ok(crate::at_least(name, arg_i64(ctx, i, name)?, 0)?)
 }
 
 /// Parse an options object: JSON text holding one object whose keys are all in `known`.

@@ -166,13 +166,7 @@ impl Queue {
     ///
     /// `arg.invalid` for a negative age; SQLite errors.
     pub fn purge_dead(&self, conn: &Connection, older_than_ms: i64) -> Result<usize> {
-        if older_than_ms < 0 {
-            return Err(honker_core::Error::InvalidArgument {
-                name: "older_than_ms",
-                reason: format!("must be >= 0, got {older_than_ms}"),
-            }
-            .into());
-        }
+        honker_core::at_least("older_than_ms", older_than_ms, 0)?;
         let cutoff = self.now().saturating_sub(older_than_ms);
         Ok(conn
             .prepare_cached("DELETE FROM honker_dead WHERE queue = ?1 AND died_ms <= ?2")?

@@ -8,13 +8,7 @@ use crate::error::Result;
 use crate::queue::check_name;
 
 fn positive(name: &'static str, v: i64) -> Result<()> {
-    if v < 1 {
-        return Err(honker_core::Error::InvalidArgument {
-            name,
-            reason: format!("must be >= 1, got {v}"),
-        }
-        .into());
-    }
+    honker_core::at_least(name, v, 1)?;
     Ok(())
 }
 
@@ -115,13 +109,7 @@ pub fn rate_limit(
 ) -> Result<bool> {
     check_name(name)?;
     positive("per_ms", per_ms)?;
-    if limit < 0 {
-        return Err(honker_core::Error::InvalidArgument {
-            name: "limit",
-            reason: format!("must be >= 0, got {limit}"),
-        }
-        .into());
-    }
+    honker_core::at_least("limit", limit, 0)?;
     if limit == 0 {
         return Ok(false);
     }

@@ -424,12 +424,8 @@ impl Queue {
         n: usize,
         lease_ms: Option<i64>,
     ) -> Result<Vec<ClaimedJob>> {
-        if let Some(l) = lease_ms.filter(|l| *l < 1) {
-            return Err(honker_core::Error::InvalidArgument {
-                name: "lease_ms",
-                reason: format!("must be >= 1, got {l}"),
-            }
-            .into());
+        if let Some(l) = lease_ms {
+            honker_core::at_least("lease_ms", l, 1)?;
         }
         let n = n.min(MAX_CLAIM);
         if n == 0 {
@@ -684,12 +680,8 @@ impl Queue {
         delay_ms: Option<i64>,
         error: Option<&str>,
     ) -> Result<RetryOutcome> {
-        if let Some(d) = delay_ms.filter(|d| *d < 0) {
-            return Err(honker_core::Error::InvalidArgument {
-                name: "delay_ms",
-                reason: format!("must be >= 0, got {d}"),
-            }
-            .into());
+        if let Some(d) = delay_ms {
+            honker_core::at_least("delay_ms", d, 0)?;
         }
         let now = self.now();
         let outcome = write_atomically(conn, |c| {
@@ -810,13 +802,7 @@ impl Queue {
         token: LeaseToken,
         extend_ms: i64,
     ) -> Result<Millis> {
-        if extend_ms < 1 {
-            return Err(honker_core::Error::InvalidArgument {
-                name: "extend_ms",
-                reason: format!("must be >= 1, got {extend_ms}"),
-            }
-            .into());
-        }
+        honker_core::at_least("extend_ms", extend_ms, 1)?;
         let until = self.now().saturating_add(extend_ms);
         let n = conn
             .prepare_cached(

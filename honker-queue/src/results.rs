@@ -14,12 +14,8 @@ use crate::job::JobId;
 const EXPIRED_PER_SAVE: i64 = 16;
 
 pub(crate) fn check_result(value: &str, ttl_ms: Option<i64>) -> Result<()> {
-    if let Some(t) = ttl_ms.filter(|t| *t < 1) {
-        return Err(honker_core::Error::InvalidArgument {
-            name: "ttl_ms",
-            reason: format!("must be >= 1, got {t}"),
-        }
-        .into());
+    if let Some(t) = ttl_ms {
+        honker_core::at_least("ttl_ms", t, 1)?;
     }
     honker_core::payload::check_json(value, honker_core::payload::DEFAULT_MAX_PAYLOAD_BYTES)?;
     Ok(())

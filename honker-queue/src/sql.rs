@@ -483,12 +483,8 @@ fn claim_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> 
         }
         .into());
     }
-    if let Some(l) = lease.filter(|l| *l < 1) {
-        return Err(honker_core::Error::InvalidArgument {
-            name: "lease_ms",
-            reason: format!("must be >= 1, got {l}"),
-        }
-        .into());
+    if let Some(l) = lease {
+        honker_core::at_least("lease_ms", l, 1)?;
     }
     let conn = context_connection(ctx)?;
     honker_core::ensure_no_transaction(&conn).map_err(Error::from)?;
