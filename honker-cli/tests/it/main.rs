@@ -1,6 +1,7 @@
 //! Integration tests of the `honker` binary: each runs the built executable as a real process.
 
 mod queue;
+mod stream_cron;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

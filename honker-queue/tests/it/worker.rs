@@ -372,8 +372,10 @@ fn a_job_due_under_a_held_write_lock_is_claimed_soon_after_release() {
         started_ms.load(Ordering::SeqCst) != 0
     });
     let lag = started_ms.load(Ordering::SeqCst) - released_ms;
-    // Generous: the point is that it does not sleep until the far deadline a minute away.
-    assert!(lag < 5_000, "claimed {lag} ms after the lock was released");
+    // The bound. SQLite's busy handler retries at most 100 ms apart, so a claim that is
+    // waiting on the lock (not sleeping until the far deadline a minute away) starts about 0.1 s
+    // after the release: 1 s leaves a tenfold margin for a loaded machine.
+    assert!(lag < 1_000, "claimed {lag} ms after the lock was released");
     wait_until("the near job's ack", || {
         honker_queue::job(&conn, near).unwrap().is_none()
     });
