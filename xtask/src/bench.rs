@@ -277,28 +277,43 @@ impl Bench {
 
     fn cross_process(&self, run: usize, raw: bool) -> Result<Latency> {
         let db = self.fresh_db(if raw { "cross-raw" } else { "cross" }, run)?;
+        self.paced_latency(
+            &db,
+            ("bench-listener", raw_flag(raw)),
+            ("bench-publisher", &[]),
+        )
+    }
+
+    /// One cross-process latency measurement on `db`: start `receiver` (a hidden `honker bench-*`
+    /// command that says `ready`, then `result ...` once it has its samples), then run `sender`,
+    /// which paces one message per `cross_interval_us` at it. Each is a command name and its
+    /// extra arguments.
+    fn paced_latency(
+        &self,
+        db: &Path,
+        receiver: (&'static str, &[&str]),
+        sender: (&'static str, &[&str]),
+    ) -> Result<Latency> {
         let mut cmd = self.honker();
-        cmd.arg("bench-listener")
+        cmd.arg(receiver.0)
             .arg("--db")
-            .arg(&db)
-            .args(["--count", &self.plan.latency_samples.to_string()]);
-        if raw {
-            cmd.arg("--raw");
-        }
-        let mut listener = Helper::spawn(cmd, "bench-listener")?;
-        listener.wait_line("ready")?;
-        let mut publisher = self.honker();
-        publisher
-            .arg("bench-publisher")
+            .arg(db)
+            .args(["--count", &self.plan.latency_samples.to_string()])
+            .args(receiver.1);
+        let mut rx = Helper::spawn(cmd, receiver.0)?;
+        rx.wait_line("ready")?;
+        let mut cmd = self.honker();
+        cmd.arg(sender.0)
             .arg("--db")
-            .arg(&db)
+            .arg(db)
             .args(["--count", &(self.plan.latency_samples + 20).to_string()])
-            .args(["--interval-us", &self.plan.cross_interval_us.to_string()]);
-        let mut publisher = Helper::spawn(publisher, "bench-publisher")?;
-        publisher.wait_line("result")?;
-        publisher.finish()?;
-        let line = listener.wait_line("result")?;
-        listener.finish()?;
+            .args(["--interval-us", &self.plan.cross_interval_us.to_string()])
+            .args(sender.1);
+        let mut tx = Helper::spawn(cmd, sender.0)?;
+        tx.wait_line("result")?;
+        tx.finish()?;
+        let line = rx.wait_line("result")?;
+        rx.finish()?;
         latency_of(&line, "")
     }
 
@@ -490,6 +505,11 @@ fn field(line: &str, key: &str) -> Result<f64> {
 }
 
 /// The percentiles in a result line, keys prefixed with `prefix`.
+/// The `--raw` flag of a bench helper when measuring the raw baseline.
+fn raw_flag(raw: bool) -> &'static [&'static str] {
+    if raw { &["--raw"] } else { &[] }
+}
+
 fn latency_of(line: &str, prefix: &str) -> Result<Latency> {
     let get = |k: &str| field(line, &format!("{prefix}{k}"));
     Ok(Latency {
@@ -662,27 +682,11 @@ impl Bench {
         for i in order {
             let backend = WAKE_BACKENDS[i];
             let db = self.fresh_db(&format!("wake-{backend}"), run)?;
-            let mut cmd = self.honker();
-            cmd.arg("bench-wake-listener")
-                .arg("--db")
-                .arg(&db)
-                .args(["--backend", backend])
-                .args(["--count", &self.plan.latency_samples.to_string()]);
-            let mut listener = Helper::spawn(cmd, "bench-wake-listener")?;
-            listener.wait_line("ready")?;
-            let mut publisher = self.honker();
-            publisher
-                .arg("bench-publisher")
-                .arg("--db")
-                .arg(&db)
-                .args(["--count", &(self.plan.latency_samples + 20).to_string()])
-                .args(["--interval-us", &self.plan.cross_interval_us.to_string()]);
-            let mut publisher = Helper::spawn(publisher, "bench-publisher")?;
-            publisher.wait_line("result")?;
-            publisher.finish()?;
-            let line = listener.wait_line("result")?;
-            listener.finish()?;
-            let l = latency_of(&line, "")?;
+            let l = self.paced_latency(
+                &db,
+                ("bench-wake-listener", &["--backend", backend]),
+                ("bench-publisher", &[]),
+            )?;
             progress(
                 tag,
                 &format!("wake backend {backend}: cross-process"),
@@ -984,32 +988,11 @@ impl Bench {
 
     fn queue_latency(&self, run: usize, raw: bool) -> Result<Latency> {
         let db = self.fresh_db(if raw { "qlat-raw" } else { "qlat" }, run)?;
-        let mut cmd = self.honker();
-        cmd.arg("bench-queue-worker")
-            .arg("--db")
-            .arg(&db)
-            .args(["--count", &self.plan.latency_samples.to_string()]);
-        if raw {
-            cmd.arg("--raw");
-        }
-        let mut worker = Helper::spawn(cmd, "bench-queue-worker")?;
-        worker.wait_line("ready")?;
-        let mut producer = self.honker();
-        producer
-            .arg("bench-queue-producer")
-            .arg("--db")
-            .arg(&db)
-            .args(["--count", &(self.plan.latency_samples + 20).to_string()])
-            .args(["--interval-us", &self.plan.cross_interval_us.to_string()]);
-        if raw {
-            producer.arg("--raw");
-        }
-        let mut producer = Helper::spawn(producer, "bench-queue-producer")?;
-        producer.wait_line("result")?;
-        producer.finish()?;
-        let line = worker.wait_line("result")?;
-        worker.finish()?;
-        latency_of(&line, "")
+        self.paced_latency(
+            &db,
+            ("bench-queue-worker", raw_flag(raw)),
+            ("bench-queue-producer", raw_flag(raw)),
+        )
     }
 
     fn queue_enqueue(&self, run: usize, batch: usize, raw: bool) -> Result<f64> {
@@ -1183,29 +1166,11 @@ impl Bench {
     ) -> Result<()> {
         for raw in order(flip) {
             let db = self.fresh_db(if raw { "stream-raw" } else { "stream" }, run)?;
-            let mut cmd = self.honker();
-            cmd.arg("bench-stream-subscriber")
-                .arg("--db")
-                .arg(&db)
-                .args(["--count", &self.plan.latency_samples.to_string()]);
-            if raw {
-                cmd.arg("--raw");
-            }
-            let mut sub = Helper::spawn(cmd, "bench-stream-subscriber")?;
-            sub.wait_line("ready")?;
-            let mut publisher = self.honker();
-            publisher
-                .arg("bench-stream-publisher")
-                .arg("--db")
-                .arg(&db)
-                .args(["--count", &(self.plan.latency_samples + 20).to_string()])
-                .args(["--interval-us", &self.plan.cross_interval_us.to_string()]);
-            let mut publisher = Helper::spawn(publisher, "bench-stream-publisher")?;
-            publisher.wait_line("result")?;
-            publisher.finish()?;
-            let line = sub.wait_line("result")?;
-            sub.finish()?;
-            let l = latency_of(&line, "")?;
+            let l = self.paced_latency(
+                &db,
+                ("bench-stream-subscriber", raw_flag(raw)),
+                ("bench-stream-publisher", &[]),
+            )?;
             progress(
                 tag,
                 &format!("stream publish -> subscriber{}", suffix(raw)),
