@@ -136,25 +136,36 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<ExitCode> {
     }
 }
 
-fn say(line: &str) -> Result<()> {
+/// Print one line to stdout and flush it: the bench helpers talk to `cargo xtask bench` in lines.
+pub(crate) fn say(line: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;
     out.flush()?;
     Ok(())
 }
 
-/// Latency of one received payload `{"seq":..,"sent_ns":..}`.
-fn latency(payload: &str, recv_ns: i64) -> Result<i64> {
+/// The send time carried in a bench payload `{"seq":..,"sent_ns":..}`.
+pub(crate) fn sent_ns(payload: &str) -> Result<i64> {
     let v: serde_json::Value = serde_json::from_str(payload)?;
-    let sent = v["sent_ns"].as_i64().context("payload without sent_ns")?;
-    Ok(recv_ns - sent)
+    v["sent_ns"].as_i64().context("payload without sent_ns")
 }
 
-fn report(mut samples: Vec<i64>, warmup: usize) -> Result<ExitCode> {
+/// Latency of one received payload.
+pub(crate) fn latency(payload: &str, recv_ns: i64) -> Result<i64> {
+    Ok(recv_ns - sent_ns(payload)?)
+}
+
+/// Print the `result` line of the samples after the first `warmup`, each field prefixed with
+/// `prefix` fields (such as `backend=kernel `).
+pub(crate) fn report_with(prefix: &str, mut samples: Vec<i64>, warmup: usize) -> Result<ExitCode> {
     let mut measured = samples.split_off(warmup.min(samples.len()));
     let s = Summary::of(&mut measured).context("no samples")?;
-    say(&format!("result {}", s.kv("")))?;
+    say(&format!("result {prefix}{}", s.kv("")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn report(samples: Vec<i64>, warmup: usize) -> Result<ExitCode> {
+    report_with("", samples, warmup)
 }
 
 fn bench_listener(a: &ListenerArgs) -> Result<ExitCode> {

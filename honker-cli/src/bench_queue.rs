@@ -12,13 +12,14 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use honker_queue::{EnqueueOptions, Queue, Worker, WorkerOptions};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
+use crate::bench::{report_with, say, sent_ns};
 use crate::commands::open;
-use crate::stats::{Summary, now_ns};
+use crate::stats::now_ns;
 
 const QUEUE: &str = "bench";
 
@@ -116,19 +117,6 @@ pub(crate) fn run(cmd: BenchQueueCommand) -> Result<ExitCode> {
     }
 }
 
-fn say(line: &str) -> Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")?;
-    out.flush()?;
-    Ok(())
-}
-
-fn sent_ns(payload: &str) -> Result<i64> {
-    let v: serde_json::Value = serde_json::from_str(payload)?;
-    v["sent_ns"].as_i64().context("payload without sent_ns")
-}
-
 /// The raw baseline's claim: the same statement shape as honker's claim of one job.
 const RAW_CLAIM: &str =
     "UPDATE honker_jobs SET state = 2, attempts = attempts + 1, lease_token = ?2,
@@ -213,10 +201,7 @@ fn worker(a: &WorkerArgs) -> Result<ExitCode> {
         }
         w.shutdown()?;
     }
-    let mut measured = samples.split_off(a.warmup.min(samples.len()));
-    let s = Summary::of(&mut measured).context("no samples")?;
-    say(&format!("result {}", s.kv("")))?;
-    Ok(ExitCode::SUCCESS)
+    report_with("", samples, a.warmup)
 }
 
 /// A small deterministic generator for send jitter, so sends do not phase-lock with a poller.

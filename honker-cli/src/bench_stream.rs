@@ -4,19 +4,19 @@
 //!
 //! Each prints `ready` (the subscriber) and one `result key=value ...` line.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use honker_stream::{StartFrom, SubscribeOptions, Subscriber};
 use rusqlite::Connection;
 
+use crate::bench::{latency, report_with, say};
 use crate::commands::open;
-use crate::stats::{Summary, now_ns};
+use crate::stats::now_ns;
 
 const TOPIC: &str = "bench";
 
@@ -64,19 +64,6 @@ pub(crate) fn run(cmd: BenchStreamCommand) -> Result<ExitCode> {
         BenchStreamCommand::Subscriber(a) => subscriber(&a),
         BenchStreamCommand::Publisher(a) => publisher(&a),
     }
-}
-
-fn say(line: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")?;
-    out.flush()?;
-    Ok(())
-}
-
-fn latency(payload: &str, recv_ns: i64) -> Result<i64> {
-    let v: serde_json::Value = serde_json::from_str(payload)?;
-    let sent = v["sent_ns"].as_i64().context("payload without sent_ns")?;
-    Ok(recv_ns - sent)
 }
 
 fn subscriber(a: &SubscriberArgs) -> Result<ExitCode> {
@@ -135,10 +122,7 @@ fn subscriber(a: &SubscriberArgs) -> Result<ExitCode> {
             samples.push(latency(&e.payload, now_ns())?);
         }
     }
-    let mut measured = samples.split_off(a.warmup.min(samples.len()));
-    let s = Summary::of(&mut measured).context("no samples")?;
-    say(&format!("result {}", s.kv("")))?;
-    Ok(ExitCode::SUCCESS)
+    report_with("", samples, a.warmup)
 }
 
 fn publisher(a: &PublisherArgs) -> Result<ExitCode> {

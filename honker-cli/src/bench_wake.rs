@@ -5,7 +5,7 @@
 //!
 //! Output follows the other helpers: `ready`, then one `result key=value ...` line.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -16,8 +16,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use honker_wake::{Backend, Hub};
 
+use crate::bench::{report_with, say};
 use crate::commands::open;
-use crate::stats::{Summary, now_ns};
+use crate::stats::now_ns;
 
 /// The channel `bench-publisher` sends on.
 const CHANNEL: &str = "bench";
@@ -65,13 +66,6 @@ pub(crate) fn run(cmd: BenchWakeCommand) -> Result<ExitCode> {
     }
 }
 
-fn say(line: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")?;
-    out.flush()?;
-    Ok(())
-}
-
 fn listener(db: &Path, backend: Backend) -> Result<honker_stream::Listener> {
     let conn = open(db)?;
     let wake = Hub::global()
@@ -95,10 +89,7 @@ fn listener_run(a: &WakeListenerArgs) -> Result<ExitCode> {
         let sent = v["sent_ns"].as_i64().context("payload without sent_ns")?;
         samples.push(recv - sent);
     }
-    let mut measured = samples.split_off(a.warmup.min(samples.len()));
-    let s = Summary::of(&mut measured).context("no samples")?;
-    say(&format!("result backend={} {}", a.backend, s.kv("")))?;
-    Ok(ExitCode::SUCCESS)
+    report_with(&format!("backend={} ", a.backend), samples, a.warmup)
 }
 
 fn idle(a: &WakeIdleArgs) -> Result<ExitCode> {
