@@ -1,8 +1,9 @@
 //! libhonker_ext.so: every honker SQL function as one SQLite loadable extension.
 //!
 //! Load it into any SQLite host (3.38.0 or newer) and the connection gets honker's SQL surface:
-//! Postgres-style `NOTIFY`/`LISTEN` with cross-process wake-ups, on the connection's own database
-//! file, with no daemon.
+//! Postgres-style `NOTIFY`/`LISTEN`, at-least-once job queues, durable streams with consumer
+//! offsets and cron schedules, with cross-process wake-ups, on the connection's own database file,
+//! with no daemon.
 //!
 //! # Loading
 //!
@@ -57,6 +58,20 @@
 //! | `honker_listen(channel, after_id, limit)` | up to `limit` notifications of `channel` with `id > after_id`: `[{"id":..,"channel":..,"payload":<JSON>,"created_ms":..}]` |
 //! | `honker_listen_wait(channel, after_id, limit, timeout_ms)` | as `honker_listen`, blocking until one arrives; `[]` at the timeout |
 //! | `honker_notify_prune([options])` | deletes old notifications; options `{"max_age_ms":..,"max_rows":..}`, missing keys use the retention stored in `honker_meta`; rows deleted |
+//! | `honker_wake_backend([name])` | the wake backend of this process (`data_version`, `stat`, `kernel`); with a name, selects it (before the first `honker_epoch`) |
+//! | `honker_queue_configure(queue, options)` | stores per-queue options (lease, attempts, backoff, retention, payload limit, paused, history); the options as JSON |
+//! | `honker_enqueue(queue, payload[, options])`, `honker_enqueue_batch(queue, payloads[, options])` | enqueues in the caller's transaction (`delay_ms` or `run_at_ms`, `priority`, `max_attempts`, `expires_*`, `dedup_key`); the job id(s) |
+//! | `honker_claim(queue, worker, n[, lease_ms])`, `honker_claim_wait(queue, worker, n, lease_ms, timeout_ms)` | claims up to `n` due jobs, each with a fencing `lease_token`: `[{"id","payload":<JSON>,"attempts","lease_token","lease_expires_ms",..}]` |
+//! | `honker_ack`, `honker_ack_batch`, `honker_retry`, `honker_release`, `honker_fail`, `honker_heartbeat`, `honker_cancel` | settle a claimed job by `(job_id, lease_token)`; a stale token gets `queue.lease_lost` |
+//! | `honker_job`, `honker_queue_stats`, `honker_next_due`, `honker_dead_list`, `honker_dead_requeue`, `honker_dead_requeue_all`, `honker_dead_purge` | job lookup, per-queue stats and next due time, dead letters |
+//! | `honker_result_save`, `honker_result_get` | a job's result (saved in the ack's transaction, optional TTL) |
+//! | `honker_lock_acquire`, `honker_lock_renew`, `honker_lock_release`, `honker_rate_limit` | named locks with fencing tokens; fixed-window rate limits |
+//! | `honker_publish(topic, payload[, key])`, `honker_read`, `honker_read_wait` | durable streams: the offset; events after an offset (blocking variant) |
+//! | `honker_commit_offset`, `honker_offset`, `honker_consumers`, `honker_consumer_remove`, `honker_stream_trim`, `honker_stream_configure`, `honker_streams` | consumer offsets (monotonic, in the caller's transaction), lag, retention |
+//! | `honker_schedule`, `honker_unschedule`, `honker_schedule_pause`, `honker_schedule_resume`, `honker_schedules`, `honker_cron_next`, `honker_cron_tick` | cron schedules in IANA time zones, fired into a queue without a leader |
+//!
+//! Each crate's `sql` module documents its functions' arguments and results in full
+//! (`honker_queue::sql`, `honker_stream::sql`, `honker_cron::sql`, `honker_wake::sql`).
 //!
 //! The blocking functions (`honker_wait`, `honker_listen_wait`) hold no read transaction while
 //! they sleep, so checkpoints and writers in every process proceed, and refuse to run inside an

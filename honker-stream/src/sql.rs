@@ -32,7 +32,8 @@ const PRUNE_OPTIONS_LIST: &str = "max_age_ms, max_rows";
 /// topic was trimmed past `after_offset`); `honker_commit_offset(consumer, topic, offset)` -> 1
 /// when it advanced, 0 when not (nothing changed); `honker_offset(consumer, topic)` -> offset or
 /// NULL; `honker_consumers(topic)` -> `[{"consumer","topic","offset","lag_events","lag_ms",
-/// "updated_ms","behind_trim"}]`; `honker_stream_trim(topic[, options])` with
+/// "updated_ms","behind_trim"}]`; `honker_consumer_remove(consumer, topic)` -> 1 or 0;
+/// `honker_stream_trim(topic[, options])` with
 /// `{"max_age_ms","max_events","through","force"}` (none: the stored policy) -> events deleted;
 /// `honker_stream_configure(topic, options)` with `{"max_age_ms","max_events"}` -> the policy;
 /// `honker_streams()` -> `[{"topic","events","payload_bytes","first","last","trimmed_through",

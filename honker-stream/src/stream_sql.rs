@@ -17,7 +17,7 @@ use rusqlite::Connection;
 use rusqlite::functions::{Context, FunctionFlags};
 
 use crate::consumer::{
-    ConsumerInfo, TopicInfo, commit_offset, committed_offset, consumers, topics,
+    ConsumerInfo, TopicInfo, commit_offset, committed_offset, consumers, remove_consumer, topics,
 };
 use crate::error::{Error, Result};
 use crate::sql::{WakeCache, to_usize};
@@ -43,6 +43,8 @@ const POLICY_OPTIONS_LIST: &str = "max_age_ms, max_events";
 /// - `honker_offset(consumer, topic)` -> the committed offset, or NULL for an unknown consumer.
 /// - `honker_consumers(topic)` -> `[{"consumer":..,"topic":..,"offset":..,"lag_events":..,
 ///   "lag_ms":..,"updated_ms":..,"behind_trim":bool}]`.
+/// - `honker_consumer_remove(consumer, topic)` -> 1 when it existed, 0 when not: forget a
+///   consumer, so unforced trims no longer wait for its offset.
 /// - `honker_stream_trim(topic[, options])` with `{"max_age_ms","max_events","through","force"}`
 ///   (no limit given: the topic's stored policy) -> events deleted.
 /// - `honker_stream_configure(topic, options)` with `{"max_age_ms","max_events"}` (null or
@@ -95,6 +97,17 @@ pub(crate) fn register(conn: &Connection, wakes: Arc<dyn WakeProvider>) -> rusql
         let conn = context_connection(ctx)?;
         Ok(consumers_json(&consumers(&conn, &topic)?))
     })?;
+    conn.create_scalar_function(
+        "honker_consumer_remove",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
+        |ctx| {
+            let consumer = arg_text(ctx, 0, "consumer")?;
+            let topic = arg_text(ctx, 1, "topic")?;
+            let conn = context_connection(ctx)?;
+            Ok(i64::from(remove_consumer(&conn, &consumer, &topic)?))
+        },
+    )?;
     for n_arg in [1, 2] {
         conn.create_scalar_function(
             "honker_stream_trim",

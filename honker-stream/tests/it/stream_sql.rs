@@ -105,6 +105,43 @@ fn read_wait_blocks_until_a_publish_and_returns_empty_at_the_timeout() {
 }
 
 #[test]
+fn removing_a_consumer_in_sql_lets_unforced_trims_pass_its_offset() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    for i in 0..4 {
+        let _: i64 = value(&conn, &format!("SELECT honker_publish('t', '{i}')"));
+    }
+    let _: i64 = value(&conn, "SELECT honker_commit_offset('slow', 't', 1)");
+    // The registered consumer holds the trim back at its committed offset.
+    let trimmed: i64 = value(
+        &conn,
+        r#"SELECT honker_stream_trim('t', '{"max_events":1}')"#,
+    );
+    assert_eq!(trimmed, 1, "only the event the consumer committed past");
+    assert_eq!(
+        value::<i64>(&conn, "SELECT honker_consumer_remove('slow', 't')"),
+        1
+    );
+    assert_eq!(
+        value::<i64>(&conn, "SELECT honker_consumer_remove('slow', 't')"),
+        0
+    );
+    assert!(value::<Option<i64>>(&conn, "SELECT honker_offset('slow', 't')").is_none());
+    let trimmed: i64 = value(
+        &conn,
+        r#"SELECT honker_stream_trim('t', '{"max_events":1}')"#,
+    );
+    assert_eq!(trimmed, 2, "nothing holds the trim back any more");
+    let err = conn
+        .query_row("SELECT honker_consumer_remove('', 't')", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("honker: stream.bad_consumer: "), "{err}");
+}
+
+#[test]
 fn configure_sets_the_policy_and_streams_lists_topics() {
     let db = TempDb::new();
     let conn = sql_conn(&db, Arc::new(Manual::default()));
