@@ -15,8 +15,8 @@ const STEPS: &[(&str, &str, StepFn)] = &[
     ("fmt", "fmt", fmt),
     ("clippy", "clippy (workspace)", clippy_workspace),
     ("clippy-ext", "clippy (honker-ext)", clippy_ext),
-    ("tests", "tests", tests),
     ("ext", "extension build + sqlite3 smoke test", extension),
+    ("tests", "tests", tests),
     ("fuzz", "fuzz targets (cargo check)", fuzz_check),
     ("tidy", "tidy", tidy),
     ("powerset", "honker-wake feature powerset", wake_powerset),
@@ -99,11 +99,22 @@ fn clippy_ext() -> anyhow::Result<()> {
 }
 
 fn tests() -> anyhow::Result<()> {
+    // ext-tests load the extension from host processes. Built once here (a no-op after the ext
+    // step) and handed over, so the test processes never build it, let alone in parallel.
+    let so = ext::build()?;
     if cmd::has_cargo_subcommand("nextest") {
-        cmd::run(cmd::cargo().args(["nextest", "run", "--workspace"]))?;
+        cmd::run(
+            cmd::cargo()
+                .args(["nextest", "run", "--workspace"])
+                .env("HONKER_EXT_PATH", &so),
+        )?;
     } else {
         println!("(cargo-nextest is not installed: using cargo test)");
-        cmd::run(cmd::cargo().args(["test", "--workspace"]))?;
+        cmd::run(
+            cmd::cargo()
+                .args(["test", "--workspace"])
+                .env("HONKER_EXT_PATH", &so),
+        )?;
     }
     // nextest does not run doctests.
     cmd::run(cmd::cargo().args(["test", "--workspace", "--doc"]))
