@@ -40,7 +40,11 @@
 //!
 //! The extension never installs hooks (`update_hook`, `commit_hook`, ...) on the host's connection
 //! and never changes its pragmas: those belong to the application. Use WAL
-//! (`PRAGMA journal_mode=WAL`) so listeners and writers in other processes do not block each other.
+//! (`PRAGMA journal_mode=WAL`) so listeners and writers in other processes do not block each other:
+//! in a rollback-journal mode (DELETE, TRUNCATE, PERSIST) the wake watcher's `data_version` poll
+//! takes a brief SHARED lock every millisecond while someone waits, and a writer with no busy
+//! timeout (the `sqlite3` shell's default) can then fail with "database is locked". Give writers a
+//! busy timeout (`PRAGMA busy_timeout = 5000`, `.timeout 5000`) in those modes.
 //!
 //! # SQL functions
 //!

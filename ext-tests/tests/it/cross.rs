@@ -87,11 +87,11 @@ fn checkpoint_while_cli_waits(wait_sql: impl Fn(i64) -> Vec<String>) -> String {
         (0, 0, 0),
         "checkpoint blocked by the waiting CLI"
     );
-    assert!(
-        cli.is_running(),
-        "the CLI stopped waiting before the checkpoint"
-    );
-
+    // The CLI was asleep in its wait when the checkpoint ran (`wait_until_asleep` above). It may
+    // return right after it: a TRUNCATE checkpoint restarts the WAL header, which other
+    // connections can see as a change of `data_version`, and an over-wake is allowed (DESIGN §2).
+    // `honker_wait` then returns a newer epoch on its own; `honker_listen_wait` looks, finds
+    // nothing and keeps waiting for the notification below.
     honker_stream::notify(&conn, "c", r#"{"wake":true}"#).expect("notify");
     let line = cli.expect_line("");
     let (status, _) = cli.finish();

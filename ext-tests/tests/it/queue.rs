@@ -118,8 +118,14 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
 #[test]
 fn a_cli_blocked_in_claim_wait_is_woken_by_an_enqueue_from_another_process() {
     let (_dir, db) = temp_db();
-    // Create the schema before the waiter starts, so its first look is at a migrated file.
-    run(sqlite3(&db, &["SELECT honker_version()"])).ok();
+    // Create the schema before the waiter starts, so its first look is at a migrated file, and
+    // use WAL as the extension's docs ask: in a rollback-journal mode the waiter's watcher takes a
+    // SHARED lock on every poll, and the enqueuing CLI below has no busy timeout.
+    run(sqlite3(
+        &db,
+        &["PRAGMA journal_mode = WAL", "SELECT honker_version()"],
+    ))
+    .ok();
     let mut cli = Running::spawn(sqlite3(
         &db,
         &["SELECT honker_claim_wait('jobs', 'cli', 1, 60000, 20000)"],

@@ -211,16 +211,6 @@ impl Running {
         stdin.flush().expect("flush child stdin");
     }
 
-    /// Whether the child is still running.
-    pub(crate) fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .expect("running")
-            .try_wait()
-            .expect("try_wait")
-            .is_none()
-    }
-
     /// Wait for the child to exit within [`DEADLINE`]; its status and remaining stdout lines.
     pub(crate) fn finish(mut self) -> (ExitStatus, Vec<String>) {
         drop(self.stdin.take());
