@@ -1050,25 +1050,41 @@ impl Bench {
 /// Makes a latency row: (figure, value ns, baseline ns, target ms).
 type LatRow<'a> = &'a dyn Fn(&str, f64, f64, Option<f64>) -> Row;
 
+/// The p50 row (held to `p50_target_ms`) and the p99 row of one cross-process latency figure,
+/// honker's samples against the raw baseline's.
+fn p50_p99_rows(
+    rows: &mut Vec<Row>,
+    lat_row: LatRow<'_>,
+    [p50_label, p99_label]: [&str; 2],
+    (honker, raw): (&[Latency], &[Latency]),
+    p50_target_ms: f64,
+) {
+    let p50: Pick = |l| l.p50;
+    let p99: Pick = |l| l.p99;
+    rows.push(lat_row(
+        p50_label,
+        med(honker, p50),
+        med(raw, p50),
+        Some(p50_target_ms),
+    ));
+    rows.push(lat_row(p99_label, med(honker, p99), med(raw, p99), None));
+}
+
 impl QueueSamples {
     fn rows(&self, rows: &mut Vec<Row>, lat_row: LatRow<'_>) {
         if self.latency.is_empty() {
             return;
         }
-        let p50: Pick = |l| l.p50;
-        let p99: Pick = |l| l.p99;
-        rows.push(lat_row(
-            "queue enqueue commit -> handler start p50 (cross-process, depth 0-1)",
-            med(&self.latency, p50),
-            med(&self.latency_raw, p50),
-            Some(1.0),
-        ));
-        rows.push(lat_row(
-            "queue enqueue commit -> handler start p99",
-            med(&self.latency, p99),
-            med(&self.latency_raw, p99),
-            None,
-        ));
+        p50_p99_rows(
+            rows,
+            lat_row,
+            [
+                "queue enqueue commit -> handler start p50 (cross-process, depth 0-1)",
+                "queue enqueue commit -> handler start p99",
+            ],
+            (&self.latency, &self.latency_raw),
+            1.0,
+        );
         let ops_row = |figure: &str, v: &[f64], b: &[f64], min_ratio: f64| {
             let (v, b) = (median(v), median(b));
             Row {
@@ -1191,19 +1207,15 @@ impl StreamSamples {
         if self.latency.is_empty() {
             return;
         }
-        let p50: Pick = |l| l.p50;
-        let p99: Pick = |l| l.p99;
-        rows.push(lat_row(
-            "stream publish -> subscriber delivery p50 (cross-process, commit incl.)",
-            med(&self.latency, p50),
-            med(&self.latency_raw, p50),
-            Some(1.0),
-        ));
-        rows.push(lat_row(
-            "stream publish -> subscriber delivery p99",
-            med(&self.latency, p99),
-            med(&self.latency_raw, p99),
-            None,
-        ));
+        p50_p99_rows(
+            rows,
+            lat_row,
+            [
+                "stream publish -> subscriber delivery p50 (cross-process, commit incl.)",
+                "stream publish -> subscriber delivery p99",
+            ],
+            (&self.latency, &self.latency_raw),
+            1.0,
+        );
     }
 }
