@@ -63,16 +63,18 @@ pub(crate) struct ListenerArgs {
     timeout_ms: u64,
 }
 
+/// A paced sender of `{"seq","sent_ns"}` payloads (notifications here, stream events in
+/// `bench_stream`).
 #[derive(Debug, Args)]
 pub(crate) struct PublisherArgs {
     #[arg(long)]
-    db: PathBuf,
-    /// Notifications to send.
+    pub(crate) db: PathBuf,
+    /// How many to send.
     #[arg(long)]
-    count: usize,
+    pub(crate) count: usize,
     /// Mean microseconds between sends (each gap is jittered by up to +-25%).
     #[arg(long, default_value_t = 1300)]
-    interval_us: u64,
+    pub(crate) interval_us: u64,
 }
 
 #[derive(Debug, Args)]
@@ -240,17 +242,37 @@ fn sleep_until(t: Instant) {
     }
 }
 
-fn bench_publisher(a: &PublisherArgs) -> Result<ExitCode> {
-    let conn = open(&a.db)?;
-    let mut jitter = Jitter(0x5eed);
-    let mean = Duration::from_micros(a.interval_us);
+/// Call `send(seq, payload, sent_ns)` `count` times, one mean `interval_us` apart (each gap
+/// jittered from `seed`), with the payload `{"seq":..,"sent_ns":..}` stamped just before the send:
+/// the pacing of every latency bench's sender.
+pub(crate) fn paced(
+    count: usize,
+    interval_us: u64,
+    seed: u64,
+    mut send: impl FnMut(usize, &str, i64) -> Result<()>,
+) -> Result<()> {
+    let mut jitter = Jitter(seed);
+    let mean = Duration::from_micros(interval_us);
     let mut due = Instant::now();
-    for seq in 0..a.count {
+    for seq in 0..count {
         due += jitter.gap(mean);
         sleep_until(due);
-        let payload = format!(r#"{{"seq":{seq},"sent_ns":{}}}"#, now_ns());
-        honker_stream::notify(&conn, CHANNEL, &payload)?;
+        let sent_ns = now_ns();
+        send(
+            seq,
+            &format!(r#"{{"seq":{seq},"sent_ns":{sent_ns}}}"#),
+            sent_ns,
+        )?;
     }
+    Ok(())
+}
+
+fn bench_publisher(a: &PublisherArgs) -> Result<ExitCode> {
+    let conn = open(&a.db)?;
+    paced(a.count, a.interval_us, 0x5eed, |_, payload, _| {
+        honker_stream::notify(&conn, CHANNEL, payload)?;
+        Ok(())
+    })?;
     say(&format!("result sent={}", a.count))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -344,27 +366,26 @@ fn same_process(a: &SameProcessArgs) -> Result<ExitCode> {
     let mut insert = conn.prepare(
         "INSERT INTO honker_notifications (channel, payload, created_ms) VALUES (?1, ?2, ?3)",
     )?;
-    let mut jitter = Jitter(0xfeed);
-    let mean = Duration::from_micros(a.interval_us);
-    let mut due = Instant::now();
-    for (seq, commit_ns) in commits.iter().enumerate() {
-        due += jitter.gap(mean);
-        sleep_until(due);
-        let sent_ns = now_ns();
-        let payload = format!(r#"{{"seq":{seq},"sent_ns":{sent_ns}}}"#);
-        if a.raw {
-            insert.execute(rusqlite::params![CHANNEL, payload, sent_ns / 1_000_000])?;
-            commit_ns.store(now_ns(), Ordering::Release);
-            // The reader may have finished on an error; its join reports it.
-            let _ = kick_tx.send(());
-        } else {
-            let tx = conn.unchecked_transaction()?;
-            honker_stream::notify(&tx, CHANNEL, &payload)?;
-            tx.commit()?;
-            commit_ns.store(now_ns(), Ordering::Release);
-            honker_core::kick_after_commit(&conn);
-        }
-    }
+    paced(
+        commits.len(),
+        a.interval_us,
+        0xfeed,
+        |seq, payload, sent_ns| {
+            if a.raw {
+                insert.execute(rusqlite::params![CHANNEL, payload, sent_ns / 1_000_000])?;
+                commits[seq].store(now_ns(), Ordering::Release);
+                // The reader may have finished on an error; its join reports it.
+                let _ = kick_tx.send(());
+            } else {
+                let tx = conn.unchecked_transaction()?;
+                honker_stream::notify(&tx, CHANNEL, payload)?;
+                tx.commit()?;
+                commits[seq].store(now_ns(), Ordering::Release);
+                honker_core::kick_after_commit(&conn);
+            }
+            Ok(())
+        },
+    )?;
     let samples = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the listener thread panicked"))??;

@@ -17,7 +17,7 @@ use clap::{Args, Subcommand};
 use honker_queue::{EnqueueOptions, Queue, Worker, WorkerOptions};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
-use crate::bench::{report_with, say, sent_ns};
+use crate::bench::{paced, report_with, say, sent_ns};
 use crate::commands::open;
 use crate::stats::now_ns;
 
@@ -204,36 +204,18 @@ fn worker(a: &WorkerArgs) -> Result<ExitCode> {
     report_with("", samples, a.warmup)
 }
 
-/// A small deterministic generator for send jitter, so sends do not phase-lock with a poller.
-fn gap(state: &mut u64, mean: Duration) -> Duration {
-    *state = state
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    let unit = (*state >> 11) as f64 / (1u64 << 53) as f64;
-    mean.mul_f64(0.75 + unit * 0.5)
-}
-
 fn producer(a: &ProducerArgs) -> Result<ExitCode> {
     let conn = open(&a.db)?;
     let q = Queue::new(QUEUE)?;
-    let mut jitter = 0x5eedu64;
-    let mean = Duration::from_micros(a.interval_us);
-    let mut due = Instant::now();
-    for seq in 0..a.count {
-        due += gap(&mut jitter, mean);
-        let now = Instant::now();
-        if due > now {
-            thread::sleep(due - now);
-        }
-        let sent = now_ns();
-        let payload = format!(r#"{{"seq":{seq},"sent_ns":{sent}}}"#);
+    paced(a.count, a.interval_us, 0x5eed, |_, payload, sent| {
         if a.raw {
             conn.prepare_cached(RAW_INSERT)?
                 .execute(params![QUEUE, payload, sent / 1_000_000])?;
         } else {
-            q.enqueue(&conn, &payload, &EnqueueOptions::default())?;
+            q.enqueue(&conn, payload, &EnqueueOptions::default())?;
         }
-    }
+        Ok(())
+    })?;
     say(&format!("result sent={}", a.count))?;
     Ok(ExitCode::SUCCESS)
 }

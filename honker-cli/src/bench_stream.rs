@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use honker_stream::{StartFrom, SubscribeOptions, Subscriber};
 use rusqlite::Connection;
 
-use crate::bench::{latency, report_with, say};
+use crate::bench::{PublisherArgs, latency, paced, report_with, say};
 use crate::commands::open;
 use crate::stats::now_ns;
 
@@ -46,17 +46,6 @@ pub(crate) struct SubscriberArgs {
     raw: bool,
     #[arg(long, default_value_t = 120_000)]
     timeout_ms: u64,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct PublisherArgs {
-    #[arg(long)]
-    db: PathBuf,
-    #[arg(long)]
-    count: usize,
-    /// Mean microseconds between publishes (each gap jittered by up to +-25%).
-    #[arg(long, default_value_t = 1300)]
-    interval_us: u64,
 }
 
 pub(crate) fn run(cmd: BenchStreamCommand) -> Result<ExitCode> {
@@ -127,23 +116,10 @@ fn subscriber(a: &SubscriberArgs) -> Result<ExitCode> {
 
 fn publisher(a: &PublisherArgs) -> Result<ExitCode> {
     let conn = open(&a.db)?;
-    let mean = Duration::from_micros(a.interval_us);
-    let mut state: u64 = 0x5eed;
-    let mut due = Instant::now();
-    for seq in 0..a.count {
-        // A small LCG jitters the gaps so sends never phase-lock with a 1 ms poller.
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
-        due += mean.mul_f64(0.75 + unit * 0.5);
-        let now = Instant::now();
-        if due > now {
-            thread::sleep(due - now);
-        }
-        let payload = format!(r#"{{"seq":{seq},"sent_ns":{}}}"#, now_ns());
-        honker_stream::publish(&conn, TOPIC, &payload)?;
-    }
+    paced(a.count, a.interval_us, 0x5eed, |_, payload, _| {
+        honker_stream::publish(&conn, TOPIC, payload)?;
+        Ok(())
+    })?;
     say(&format!("result sent={}", a.count))?;
     Ok(ExitCode::SUCCESS)
 }
