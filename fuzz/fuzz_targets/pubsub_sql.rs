@@ -16,12 +16,10 @@
 //! - a rolled-back transaction leaves the table as it was before `BEGIN`.
 #![no_main]
 
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arbitrary::Arbitrary;
 use honker_core::payload::DEFAULT_MAX_PAYLOAD_BYTES;
-use honker_core::{ManualWake, WakeError, WakeProvider, WakeSource};
 use libfuzzer_sys::fuzz_target;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode};
@@ -33,15 +31,6 @@ const MAX_OPS: usize = 24;
 const MAX_ROWS_KEPT: i64 = 2_000;
 const MAX_BYTES_KEPT: f64 = 32.0 * 1024.0 * 1024.0;
 
-#[derive(Debug)]
-struct ManualWakes;
-
-impl WakeProvider for ManualWakes {
-    fn wake_for(&self, _db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
-        Ok(Arc::new(ManualWake::new()))
-    }
-}
-
 struct Db {
     _dir: tempfile::TempDir,
     conn: Connection,
@@ -52,10 +41,9 @@ struct Db {
 fn db() -> &'static Mutex<Db> {
     static DB: OnceLock<Mutex<Db>> = OnceLock::new();
     DB.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let conn = honker_core::open(dir.path().join("fuzz.db")).expect("open");
+        let (dir, conn) = honker_fuzz::temp_db();
         honker_core::sql::register(&conn).expect("register core functions");
-        honker_stream::sql::register(&conn, Arc::new(ManualWakes))
+        honker_stream::sql::register(&conn, Arc::new(honker_fuzz::ManualWakes))
             .expect("register pub/sub functions");
         Mutex::new(Db { _dir: dir, conn })
     })

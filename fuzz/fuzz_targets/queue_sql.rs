@@ -20,11 +20,9 @@
 #![no_main]
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arbitrary::Arbitrary;
-use honker_core::{ManualWake, WakeError, WakeProvider, WakeSource};
 use honker_queue::{EnqueueOptions, QueueOptions, QueueOptionsPatch};
 use libfuzzer_sys::fuzz_target;
 use rusqlite::types::Value as SqlValue;
@@ -67,15 +65,6 @@ const QUEUE_KEYS: &[&str] = &[
     "keep_history_ms",
 ];
 
-#[derive(Debug)]
-struct ManualWakes;
-
-impl WakeProvider for ManualWakes {
-    fn wake_for(&self, _db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
-        Ok(Arc::new(ManualWake::new()))
-    }
-}
-
 struct Db {
     _dir: tempfile::TempDir,
     conn: Connection,
@@ -85,9 +74,8 @@ struct Db {
 fn db() -> &'static Mutex<Db> {
     static DB: OnceLock<Mutex<Db>> = OnceLock::new();
     DB.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let conn = honker_core::open(dir.path().join("fuzz.db")).expect("open");
-        honker_queue::sql::register(&conn, Arc::new(ManualWakes)).expect("register");
+        let (dir, conn) = honker_fuzz::temp_db();
+        honker_queue::sql::register(&conn, Arc::new(honker_fuzz::ManualWakes)).expect("register");
         Mutex::new(Db {
             _dir: dir,
             conn,

@@ -18,11 +18,9 @@
 //! - an unforced trim never removes an event above a registered consumer's offset.
 #![no_main]
 
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arbitrary::Arbitrary;
-use honker_core::{ManualWake, WakeError, WakeProvider, WakeSource};
 use libfuzzer_sys::fuzz_target;
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
@@ -42,15 +40,6 @@ const CODES: &[&str] = &[
     "stream.offset_ahead",
 ];
 
-#[derive(Debug)]
-struct ManualWakes;
-
-impl WakeProvider for ManualWakes {
-    fn wake_for(&self, _db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
-        Ok(Arc::new(ManualWake::new()))
-    }
-}
-
 struct Db {
     _dir: tempfile::TempDir,
     conn: Connection,
@@ -59,10 +48,9 @@ struct Db {
 fn db() -> &'static Mutex<Db> {
     static DB: OnceLock<Mutex<Db>> = OnceLock::new();
     DB.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let conn = honker_core::open(dir.path().join("fuzz.db")).expect("open");
+        let (dir, conn) = honker_fuzz::temp_db();
         honker_core::sql::register(&conn).expect("register core functions");
-        honker_stream::sql::register(&conn, Arc::new(ManualWakes)).expect("register");
+        honker_stream::sql::register(&conn, Arc::new(honker_fuzz::ManualWakes)).expect("register");
         Mutex::new(Db { _dir: dir, conn })
     })
 }
