@@ -1,18 +1,7 @@
 //! The queue commands as real processes: `enqueue`, `worker -- CMD`, `queue
 //! stats|jobs|dead|requeue|purge`, and the queue section of `honker demo`.
 
-use crate::{path_str, run, text};
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "honker {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
+use crate::{ok, path_str, run, text};
 
 fn json_lines(s: &str) -> Vec<serde_json::Value> {
     s.lines()

@@ -1,18 +1,7 @@
 //! The stream and cron commands as real processes: `stream publish|tail|ls` and
 //! `cron add|ls|next|rm`, including their typed errors.
 
-use crate::{path_str, run, text};
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "honker {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
+use crate::{ok, path_str, run, text};
 
 /// Runs `args`, expects failure with `error [<code>]` on stderr, and returns stderr.
 fn fails_with(args: &[&str], code: &str) -> String {
