@@ -182,6 +182,53 @@ pub fn option_u64(
     }
 }
 
+/// The wake source of the database file behind a blocking SQL function, asked of the
+/// [`WakeProvider`](crate::WakeProvider) once and kept while it works.
+///
+/// A blocking function (`honker_listen_wait`, `honker_claim_wait`, ...) owns one; calling
+/// [`forget`](WakeCache::forget) after a wake error makes the next call ask again (a replaced
+/// file gets a fresh watcher).
+#[derive(Debug)]
+pub struct WakeCache {
+    wakes: std::sync::Arc<dyn crate::WakeProvider>,
+    source: std::sync::Mutex<Option<(std::path::PathBuf, std::sync::Arc<dyn crate::WakeSource>)>>,
+}
+
+impl WakeCache {
+    /// A cache over `wakes`, empty until the first [`get`](WakeCache::get).
+    pub fn new(wakes: std::sync::Arc<dyn crate::WakeProvider>) -> WakeCache {
+        WakeCache {
+            wakes,
+            source: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The wake source of the file at `path`: the cached one if it is for that file.
+    ///
+    /// # Errors
+    ///
+    /// The provider's [`WakeError`](crate::WakeError) when a new one cannot be started.
+    pub fn get(
+        &self,
+        path: std::path::PathBuf,
+    ) -> Result<std::sync::Arc<dyn crate::WakeSource>, crate::WakeError> {
+        let mut slot = self.source.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((p, s)) = slot.as_ref() {
+            if *p == path {
+                return Ok(s.clone());
+            }
+        }
+        let source = self.wakes.wake_for(&path)?;
+        *slot = Some((path, source.clone()));
+        Ok(source)
+    }
+
+    /// Drop the cached wake source, so the next [`get`](WakeCache::get) asks the provider again.
+    pub fn forget(&self) {
+        *self.source.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 /// Register `honker_version()` and `honker_migrate()` on `conn`.
 ///
 /// # Errors

@@ -5,11 +5,12 @@
 //! every multi-statement write runs all-or-nothing (its own `BEGIN IMMEDIATE` in autocommit, a
 //! savepoint inside the caller's transaction).
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use honker_core::sql::{arg_i64, arg_non_negative, arg_opt_text, arg_text, context_connection};
+use honker_core::sql::{
+    WakeCache, arg_i64, arg_non_negative, arg_opt_text, arg_text, context_connection,
+};
 use honker_core::{Clock, SystemClock, WakeProvider, WakeSource};
 use rusqlite::Connection;
 use rusqlite::functions::{Context, FunctionFlags};
@@ -92,10 +93,7 @@ pub fn register(conn: &Connection, wakes: Arc<dyn WakeProvider>) -> rusqlite::Re
             Ok(claimed_json(&q.claim(&conn, &worker, n, lease)?))
         })?;
     }
-    let cache = WakeCache {
-        wakes,
-        source: Mutex::new(None),
-    };
+    let cache = WakeCache::new(wakes);
     conn.create_scalar_function("honker_claim_wait", 5, direct, move |ctx| {
         claim_wait(ctx, &cache)
     })?;
@@ -448,31 +446,6 @@ fn job_json(j: &JobInfo) -> Value {
     })
 }
 
-/// The wake source of the connection's file, asked for once and kept while it works.
-#[derive(Debug)]
-struct WakeCache {
-    wakes: Arc<dyn WakeProvider>,
-    source: Mutex<Option<(PathBuf, Arc<dyn WakeSource>)>>,
-}
-
-impl WakeCache {
-    fn get(&self, path: PathBuf) -> Result<Arc<dyn WakeSource>> {
-        let mut slot = self.source.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((p, s)) = slot.as_ref() {
-            if *p == path {
-                return Ok(s.clone());
-            }
-        }
-        let source = self.wakes.wake_for(&path)?;
-        *slot = Some((path, source.clone()));
-        Ok(source)
-    }
-
-    fn forget(&self) {
-        *self.source.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-}
-
 fn claim_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> {
     let (q, worker, n, lease) = claim_args(ctx)?;
     let timeout_ms = arg_non_negative(ctx, 4, "timeout_ms")?;
@@ -488,7 +461,9 @@ fn claim_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> 
     }
     let conn = context_connection(ctx)?;
     honker_core::ensure_no_transaction(&conn).map_err(Error::from)?;
-    let source = cache.get(honker_core::db_file(&conn).map_err(Error::from)?)?;
+    let source = cache
+        .get(honker_core::db_file(&conn).map_err(Error::from)?)
+        .map_err(Error::from)?;
     let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
     Ok(claimed_json(
         &wait_loop(&conn, &q, &*source, &worker, n, lease, deadline).inspect_err(|e| {

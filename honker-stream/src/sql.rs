@@ -5,15 +5,14 @@
 //! function checks all its arguments before it writes, so a refused call writes nothing.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use honker_core::sql::{
-    arg_i64, arg_non_negative, arg_opt_text, arg_text, context_connection, option_u64,
+    WakeCache, arg_i64, arg_non_negative, arg_opt_text, arg_text, context_connection, option_u64,
     parse_options,
 };
-use honker_core::{SystemClock, WakeProvider, WakeSource};
+use honker_core::{SystemClock, WakeProvider};
 use rusqlite::Connection;
 use rusqlite::functions::{Context, FunctionFlags};
 
@@ -124,38 +123,6 @@ fn prune_from_options(conn: &Connection, options: Option<&str>) -> Result<i64> {
     Ok(i64::try_from(deleted).unwrap_or(i64::MAX))
 }
 
-/// The wake source of the connection's file, asked for once and kept while it works.
-#[derive(Debug)]
-pub(crate) struct WakeCache {
-    wakes: Arc<dyn WakeProvider>,
-    source: Mutex<Option<(PathBuf, Arc<dyn WakeSource>)>>,
-}
-
-impl WakeCache {
-    pub(crate) fn new(wakes: Arc<dyn WakeProvider>) -> WakeCache {
-        WakeCache {
-            wakes,
-            source: Mutex::new(None),
-        }
-    }
-
-    pub(crate) fn get(&self, path: PathBuf) -> Result<Arc<dyn WakeSource>> {
-        let mut slot = self.source.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((p, s)) = slot.as_ref() {
-            if *p == path {
-                return Ok(s.clone());
-            }
-        }
-        let source = self.wakes.wake_for(&path)?;
-        *slot = Some((path, source.clone()));
-        Ok(source)
-    }
-
-    pub(crate) fn forget(&self) {
-        *self.source.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-}
-
 fn listen_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> {
     let channel = arg_text(ctx, 0, "channel")?;
     let after_id = arg_i64(ctx, 1, "after_id")?;
@@ -170,7 +137,9 @@ fn listen_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String>
     }
     let conn = context_connection(ctx)?;
     honker_core::ensure_no_transaction(&conn).map_err(Error::from)?;
-    let source = cache.get(honker_core::db_file(&conn).map_err(Error::from)?)?;
+    let source = cache
+        .get(honker_core::db_file(&conn).map_err(Error::from)?)
+        .map_err(Error::from)?;
     let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
     loop {
         // DESIGN §2: sample, then look with a fresh statement, then sleep past the sample.

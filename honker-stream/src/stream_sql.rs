@@ -20,9 +20,10 @@ use crate::consumer::{
     ConsumerInfo, TopicInfo, commit_offset, committed_offset, consumers, remove_consumer, topics,
 };
 use crate::error::{Error, Result};
-use crate::sql::{WakeCache, to_usize};
+use crate::sql::to_usize;
 use crate::stream::{Event, Offset, check_topic, insert, read};
 use crate::trim::{TopicPolicy, Trim, set_topic_policy, topic_policy, trim_in_statement};
+use honker_core::sql::WakeCache;
 
 const TRIM_OPTIONS: &[&str] = &["max_age_ms", "max_events", "through", "force"];
 const TRIM_OPTIONS_LIST: &str = "max_age_ms, max_events, through, force";
@@ -159,7 +160,9 @@ fn read_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> {
     check_topic(&topic)?;
     let conn = context_connection(ctx)?;
     honker_core::ensure_no_transaction(&conn).map_err(Error::from)?;
-    let source = cache.get(honker_core::db_file(&conn).map_err(Error::from)?)?;
+    let source = cache
+        .get(honker_core::db_file(&conn).map_err(Error::from)?)
+        .map_err(Error::from)?;
     let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
     match crate::stream::read_wait(&conn, source.as_ref(), &topic, after, limit, deadline) {
         Ok(events) => Ok(events_json(&events)),
