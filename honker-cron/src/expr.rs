@@ -38,7 +38,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -511,7 +511,7 @@ fn cron_next(cron: &Cron, tz: Tz, after_ms: i64) -> Option<i64> {
     // croner works in whole seconds and steps one second past its start: start from the second
     // that holds `after`, so the answer is a whole second strictly after `after`.
     let start = to_datetime(tz, after_ms.div_euclid(1000) * 1000)?;
-    let found = cron.find_next_occurrence(&start, false).ok()?;
+    let found = croner_next(cron, &start, false)?;
     let found_ms = found.timestamp_millis();
     if found_ms > after_ms {
         return Some(found_ms);
@@ -520,8 +520,49 @@ fn cron_next(cron: &Cron, tz: Tz, after_ms: i64) -> Option<i64> {
     // to its first occurrence, which is already past. Those wall-clock times have fired (on the
     // first pass); continue from the first wall-clock time after the repeated hour.
     let resume = end_of_overlap(tz, start.naive_local())?;
-    let resumed = cron.find_next_occurrence(&resume, true).ok()?;
+    let resumed = croner_next(cron, &resume, true)?;
     Some(resumed.timestamp_millis()).filter(|ms| *ms > after_ms)
+}
+
+/// croner's next occurrence, with its spring-forward snapping checked.
+///
+/// croner moves a fixed-time job whose wall-clock time falls in a DST gap to the first instant
+/// after the gap, but it also does so when the search merely *walks through* the gap: from
+/// 01:30 in New York on a spring-forward day, "30 1 * * *" came back as 03:00 that same day.
+/// An answer that does not match the pattern is therefore kept only when some wall-clock
+/// second inside the gap it closes does match; otherwise the search goes on from it.
+fn croner_next(cron: &Cron, start: &DateTime<Tz>, inclusive: bool) -> Option<DateTime<Tz>> {
+    let mut found = cron.find_next_occurrence(start, inclusive).ok()?;
+    // Each false snap moves past one gap; a handful of them in a row cannot happen in any
+    // real zone, so the bound only guards against a loop.
+    for _ in 0..8 {
+        if cron.is_time_matching(&found).unwrap_or(false)
+            || gap_has_match(cron, &found).unwrap_or(false)
+        {
+            return Some(found);
+        }
+        found = cron.find_next_occurrence(&found, false).ok()?;
+    }
+    None
+}
+
+/// Whether `after_gap` is the first instant after a DST gap that contains a wall-clock
+/// second matching `cron`.
+fn gap_has_match(cron: &Cron, after_gap: &DateTime<Tz>) -> Option<bool> {
+    let tz = after_gap.timezone();
+    let before = to_datetime(tz, after_gap.timestamp_millis() - 1)?;
+    let offset_before = before.offset().fix();
+    let gap = after_gap.offset().fix().local_minus_utc() - offset_before.local_minus_utc();
+    if gap <= 0 {
+        return Some(false);
+    }
+    // The gap's wall-clock seconds do exist in the fixed offset in force before it, where
+    // croner searches them without any DST handling.
+    let end = after_gap.naive_local();
+    let gap_start = end.checked_sub_signed(chrono::Duration::seconds(i64::from(gap)))?;
+    let from = offset_before.from_local_datetime(&gap_start).single()?;
+    let hit = cron.find_next_occurrence(&from, true).ok()?;
+    Some(hit.naive_local() < end)
 }
 
 /// The first wall-clock second at or after `naive` that is not ambiguous, as an instant.
