@@ -700,4 +700,62 @@ mod tests {
         assert_eq!(wake.waiters(), 1);
         w.shutdown().unwrap();
     }
+
+    #[test]
+    fn an_empty_look_right_after_a_deadline_looks_again_soon() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = honker_core::open(&path).unwrap();
+        let thief = honker_core::open(&path).unwrap();
+        let q = Queue::new("q").unwrap();
+        let start = Instant::now();
+        let delayed = crate::EnqueueOptions {
+            delay_ms: Some(400),
+            ..crate::EnqueueOptions::default()
+        };
+        q.enqueue(&conn, "1", &delayed).unwrap();
+        // A manual wake that is never kicked: only deadlines and the brief looks can find work.
+        let wake = honker_core::ManualWake::new();
+        let w = Worker::start(
+            &path,
+            q.clone(),
+            Arc::new(wake.clone()),
+            WorkerOptions::default(),
+            |_| Ok(None),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while wake.waiters() == 0 {
+            assert!(Instant::now() < deadline, "the claimer never slept");
+            thread::yield_now();
+        }
+        // Another worker holds the write lock across the job's due time and takes the job, so
+        // the claimer's look at its deadline (queued behind the lock) comes back empty.
+        thief.execute_batch("BEGIN IMMEDIATE").unwrap();
+        thread::sleep(
+            (start + Duration::from_millis(450)).saturating_duration_since(Instant::now()),
+        );
+        let stolen = q.claim(&thief, "thief", 1, Some(600_000)).unwrap();
+        thief.execute_batch("COMMIT").unwrap();
+        assert_eq!(stolen.len(), 1, "the job was due and free");
+        thread::sleep(Duration::from_millis(30));
+        // The thief gives it back. Nothing wakes the claimer and its next deadline is the
+        // thief's 10-minute lease: only looking again soon after the empty look finds it.
+        q.release(&thief, stolen[0].id, stolen[0].lease_token)
+            .unwrap();
+        while w.report().acked < 1 {
+            assert!(
+                Instant::now() < start + Duration::from_secs(10),
+                "the claimer slept past the released job: {:?}",
+                w.report()
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        let r = w.shutdown().unwrap();
+        assert!(
+            r.empty_claims >= 1,
+            "the deadline's look was not empty: {r:?}"
+        );
+        assert_eq!((r.acked, r.error_count), (1, 0));
+    }
 }
