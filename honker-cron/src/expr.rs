@@ -38,7 +38,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -536,14 +536,22 @@ fn croner_next(cron: &Cron, start: &DateTime<Tz>, inclusive: bool) -> Option<Dat
     // Each false snap moves past one gap; a handful of them in a row cannot happen in any
     // real zone, so the bound only guards against a loop.
     for _ in 0..8 {
-        if cron.is_time_matching(&found).unwrap_or(false)
-            || gap_has_match(cron, &found).unwrap_or(false)
-        {
+        if clock_matches(cron, &found) || gap_has_match(cron, &found).unwrap_or(false) {
             return Some(found);
         }
         found = cron.find_next_occurrence(&found, false).ok()?;
     }
     None
+}
+
+/// Whether the wall-clock second, minute and hour of `at` match: croner's answers always
+/// match the date fields, so a snapped answer is the only kind that fails this.
+fn clock_matches(cron: &Cron, at: &DateTime<Tz>) -> bool {
+    let t = at.naive_local();
+    let p = &cron.pattern;
+    p.second_match(t.second()).unwrap_or(false)
+        && p.minute_match(t.minute()).unwrap_or(false)
+        && p.hour_match(t.hour()).unwrap_or(false)
 }
 
 /// Whether `after_gap` is the first instant after a DST gap that contains a wall-clock
