@@ -156,7 +156,7 @@ fn ls(args: &CronArgs, a: &LsArgs) -> Result<ExitCode> {
         for s in &list {
             let json = serde_json::json!({
                 "name": s.name, "cron": s.expression, "tz": s.zone, "queue": s.queue,
-                "paused": s.paused, "runs": s.runs,
+                "paused": s.paused, "last_error": s.last_error, "runs": s.runs,
                 "next_fire_ms": s.next_fire.map(|m| m.0),
                 "upcoming": s.upcoming.iter().map(|m| m.0).collect::<Vec<_>>(),
             });
@@ -172,7 +172,9 @@ fn ls(args: &CronArgs, a: &LsArgs) -> Result<ExitCode> {
     for s in &list {
         let zone = Zone::parse(&s.zone).unwrap_or_default();
         let next: Vec<String> = s.upcoming.iter().map(|m| rfc3339(*m, zone)).collect();
-        let state = if s.paused {
+        let state = if s.last_error.is_some() {
+            "refused"
+        } else if s.paused {
             "paused"
         } else if s.next_fire.is_none() {
             "done"
@@ -194,6 +196,9 @@ fn ls(args: &CronArgs, a: &LsArgs) -> Result<ExitCode> {
                 next.join(", ")
             }
         )?;
+        if let Some(e) = &s.last_error {
+            writeln!(out, "{:<20} paused by a tick: {e}", "")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         what: "cron schedules and fires",
         sql: include_str!("schema/v4_cron.sql"),
     },
+    Migration {
+        version: 5,
+        what: "why a cron schedule was paused by a tick",
+        sql: include_str!("schema/v5_cron_errors.sql"),
+    },
 ];
 
 /// The schema version recorded in the database, or `None` if honker was never set up in it.

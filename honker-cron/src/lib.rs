@@ -46,10 +46,10 @@
 //!   backend's (about 1 ms with the default DataVersion watcher).
 //! - A fire row is the dedup key of its boundary and is kept for 7 days; processes whose clocks
 //!   differ by more than that could fire a boundary twice.
-//! - A tick is all or nothing: if the queue refuses one schedule's job (say its payload is over
-//!   a limit configured after the schedule was registered), the whole tick fails and nothing
-//!   fires until that schedule is fixed or removed; a [`Scheduler`] retries every second and
-//!   reports the error in [`SchedulerReport::last_error`].
+//! - A schedule whose job the queue refuses (say its payload is over a limit configured after
+//!   the schedule was registered) is paused by the tick, with the refusal in
+//!   [`ScheduleInfo::last_error`], rather than fired; the other schedules fire as usual (see
+//!   [`tick()`]). It fires again once resumed or registered again.
 //! - Everything in honker-core's known limitations (same host, no network file systems).
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
@@ -70,4 +70,4 @@ pub use crate::store::{
     Overlap, ParsedOptions, ScheduleInfo, ScheduleOptions, ScheduleSpec, check_name, get, list,
     next_due, pause, prune_fires, register, resume, unschedule,
 };
-pub use crate::tick::{Fire, TICK_BATCH, TickReport, tick};
+pub use crate::tick::{Fire, Refusal, TICK_BATCH, TickReport, tick};

@@ -48,7 +48,10 @@ pub struct SchedulerReport {
     pub jobs: u64,
     /// Ticks that failed (and were retried).
     pub errors: u64,
-    /// The last failed tick's error, as text (code first).
+    /// Schedules this scheduler paused because the queue refused their job (each stays paused,
+    /// with the refusal in its `last_error`, until resumed or registered again).
+    pub refused: u64,
+    /// The last failed tick's error (code first), or the last schedule paused for a refusal.
     pub last_error: Option<String>,
 }
 
@@ -58,6 +61,7 @@ struct Shared {
     ticks: AtomicU64,
     jobs: AtomicU64,
     errors: AtomicU64,
+    refused: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -151,6 +155,7 @@ impl Scheduler {
             ticks: self.shared.ticks.load(Ordering::Relaxed),
             jobs: self.shared.jobs.load(Ordering::Relaxed),
             errors: self.shared.errors.load(Ordering::Relaxed),
+            refused: self.shared.refused.load(Ordering::Relaxed),
             last_error: self
                 .shared
                 .last_error
@@ -216,6 +221,11 @@ fn step(conn: &Connection, opts: &SchedulerOptions, shared: &Shared) -> Result<S
             shared
                 .jobs
                 .fetch_add(report.jobs() as u64, Ordering::Relaxed);
+            for r in &report.refused {
+                shared.refused.fetch_add(1, Ordering::Relaxed);
+                *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(format!("schedule {:?} paused: {}", r.schedule, r.error));
+            }
             Ok(Step::Again)
         }
         Some(next) => Ok(Step::Sleep(Some(Instant::now() + now.until(next)))),

@@ -178,6 +178,7 @@ fn info_json(info: &ScheduleInfo) -> Value {
         "runs": info.runs,
         "last_fire_ms": info.last_fire.map(|m| m.0),
         "last_job_id": info.last_job_id,
+        "last_error": info.last_error,
         "upcoming": info.upcoming.iter().map(|m| m.0).collect::<Vec<_>>(),
     })
 }

@@ -276,11 +276,14 @@ pub struct ScheduleInfo {
     pub last_fire: Option<Millis>,
     /// The job of the last fire.
     pub last_job_id: Option<i64>,
+    /// Why a tick paused this schedule (`code: message` of the queue's refusal of its job);
+    /// `None` unless that is why it is paused.
+    pub last_error: Option<String>,
     /// The boundaries after `next_fire`, as many as were asked for by [`list`] (empty otherwise).
     pub upcoming: Vec<Millis>,
 }
 
-pub(crate) const SELECT_COLUMNS: &str = "name, expr, tz, queue, payload, priority, max_attempts, misfire, misfire_cap, grace_ms, overlap, max_runs, end_at_ms, paused, next_fire_ms, runs, last_fire_ms, last_job_id";
+pub(crate) const SELECT_COLUMNS: &str = "name, expr, tz, queue, payload, priority, max_attempts, misfire, misfire_cap, grace_ms, overlap, max_runs, end_at_ms, paused, next_fire_ms, runs, last_fire_ms, last_job_id, last_error";
 
 pub(crate) fn info_from_row(r: &Row<'_>) -> rusqlite::Result<ScheduleInfo> {
     let misfire: String = r.get(7)?;
@@ -318,6 +321,7 @@ pub(crate) fn info_from_row(r: &Row<'_>) -> rusqlite::Result<ScheduleInfo> {
         runs: r.get::<_, i64>(15)?.max(0) as u64,
         last_fire: r.get::<_, Option<i64>>(16)?.map(Millis),
         last_job_id: r.get(17)?,
+        last_error: r.get(18)?,
         upcoming: Vec::new(),
     })
 }
@@ -422,7 +426,8 @@ pub fn register(conn: &Connection, spec: &ScheduleSpec, now: Millis) -> Result<S
                  misfire_cap = excluded.misfire_cap, grace_ms = excluded.grace_ms,
                  overlap = excluded.overlap, max_runs = excluded.max_runs,
                  end_at_ms = excluded.end_at_ms, next_fire_ms = excluded.next_fire_ms,
-                 updated_ms = excluded.updated_ms",
+                 paused = CASE WHEN last_error IS NULL THEN paused ELSE 0 END,
+                 last_error = NULL, updated_ms = excluded.updated_ms",
         )?
         .execute(params![
             spec.name,
@@ -519,7 +524,8 @@ pub fn resume(conn: &Connection, name: &str, now: Millis) -> Result<()> {
         };
         let next = next_fire(&schedule, &info.options, info.runs, now);
         c.prepare_cached(
-            "UPDATE honker_schedules SET paused = 0, next_fire_ms = ?2, updated_ms = ?3 WHERE name = ?1",
+            "UPDATE honker_schedules SET paused = 0, last_error = NULL, next_fire_ms = ?2,
+                 updated_ms = ?3 WHERE name = ?1",
         )?
         .execute(params![name, next.map(|n| n.0), now.0])?;
         Ok(Ok(()))

@@ -21,6 +21,18 @@
 //! fires one job at the latest missed boundary, `all` fires the latest `cap` of them. Then
 //! `max_runs` truncates, and `overlap = skip` records a boundary without a job while the
 //! previous fire's job is still pending, scheduled or running.
+//!
+//! # A schedule whose job the queue refuses
+//!
+//! Each schedule fires under a savepoint of the tick. When the queue refuses a schedule's job
+//! for a reason that lies in the schedule or the queue's configuration (a `payload.*`,
+//! `queue.*` or `arg.*` error, such as a payload over a limit lowered after the schedule was
+//! registered), only that schedule's writes are undone and the schedule is paused, with the
+//! refusal in its `last_error`: it neither blocks the other schedules nor makes schedulers spin
+//! on it. Resuming it fires from the first boundary after the resume; registering it again
+//! (say, with a smaller payload) lifts such a pause and keeps its next fire, so its misfire
+//! policy decides about the boundaries it missed. Any other error (busy, I/O, a full disk) fails
+//! the whole tick, which then writes nothing.
 
 use std::sync::Arc;
 
@@ -62,6 +74,19 @@ pub struct TickReport {
     pub missed: u64,
     /// Schedules whose stored expression or zone no longer parses (their next fire is cleared).
     pub broken: Vec<String>,
+    /// Schedules paused because the queue refused their job (see the module docs).
+    pub refused: Vec<Refusal>,
+}
+
+/// A schedule a tick paused because the queue refused its job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The schedule.
+    pub schedule: String,
+    /// The refusal's stable code, such as `payload.too_large`.
+    pub code: &'static str,
+    /// `code: message`, as stored in the schedule's `last_error`.
+    pub error: String,
 }
 
 impl TickReport {
@@ -79,8 +104,9 @@ impl TickReport {
 ///
 /// # Errors
 ///
-/// SQLite errors (`db.busy` when the write lock stays taken), queue errors of an enqueue. On
-/// error nothing is written.
+/// SQLite errors (`db.busy` when the write lock stays taken). On error nothing is written. A
+/// queue refusing one schedule's job is not an error of the tick: that schedule is paused and
+/// listed in [`TickReport::refused`].
 pub fn tick(conn: &Connection, now: Millis) -> Result<TickReport> {
     // `write_atomically` rolls back only when its closure fails with a core error: carry a cron
     // error (a queue refusing a job) out beside it, so a failed tick writes nothing.
@@ -125,7 +151,33 @@ fn tick_in(c: &Connection, now: Millis) -> Result<TickReport> {
         .collect::<rusqlite::Result<_>>()?;
     let clock: Arc<dyn Clock> = Arc::new(At(now));
     for info in due {
-        fire_schedule(c, &info, now, &clock, &mut report)?;
+        run(c, "SAVEPOINT honker_fire")?;
+        let missed_before = report.missed;
+        let fired = fire_schedule(c, &info, now, &clock, &mut report);
+        let refusal = match fired {
+            Ok(()) => None,
+            Err(e) if refused_by_queue(&e) => Some(e),
+            // The caller's rollback undoes everything.
+            Err(e) => return Err(e),
+        };
+        if let Some(e) = refusal {
+            // Undo this schedule's fires (its entries in the report go with them).
+            run(c, "ROLLBACK TO honker_fire")?;
+            report.fires.retain(|f| f.schedule != info.name);
+            report.missed = missed_before;
+            let error = format!("{}: {e}", e.code());
+            c.prepare_cached(
+                "UPDATE honker_schedules SET paused = 1, last_error = ?2, updated_ms = ?3
+                 WHERE name = ?1",
+            )?
+            .execute(params![info.name, error, now.0])?;
+            report.refused.push(Refusal {
+                schedule: info.name.clone(),
+                code: e.code(),
+                error,
+            });
+        }
+        run(c, "RELEASE honker_fire")?;
     }
     prune_fires(
         c,
@@ -256,6 +308,21 @@ fn fire_schedule(
         last_fire.map(|m| m.0),
         last_job
     ])?;
+    Ok(())
+}
+
+/// Whether `e` is the queue refusing a schedule's job for a reason in the schedule or the
+/// queue's configuration, rather than a failure of the database.
+fn refused_by_queue(e: &Error) -> bool {
+    let code = e.code();
+    ["payload.", "queue.", "arg."]
+        .iter()
+        .any(|p| code.starts_with(p))
+}
+
+/// Run one cached statement that returns no rows.
+fn run(c: &Connection, sql: &str) -> Result<()> {
+    c.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
 
