@@ -24,12 +24,11 @@
 //!
 //! # A schedule whose job the queue refuses
 //!
-//! Each schedule fires under a savepoint of the tick. When the queue refuses a schedule's job
-//! for a reason that lies in the schedule or the queue's configuration (a `payload.*`,
-//! `queue.*` or `arg.*` error, such as a payload over a limit lowered after the schedule was
-//! registered), only that schedule's writes are undone and the schedule is paused, with the
-//! refusal in its `last_error`: it neither blocks the other schedules nor makes schedulers spin
-//! on it. Resuming it fires from the first boundary after the resume; registering it again
+//! When the queue refuses a schedule's job for a reason that lies in the schedule or the
+//! queue's configuration (a `payload.*`, `queue.*` or `arg.*` error, such as a payload over a
+//! limit lowered after the schedule was registered), the tick rolls back and runs again with
+//! that schedule paused and the refusal in its `last_error`: it neither blocks the other
+//! schedules nor makes schedulers spin on it. Resuming it fires from the first boundary after the resume; registering it again
 //! (say, with a smaller payload) lifts such a pause and keeps its next fire, so its misfire
 //! policy decides about the boundaries it missed. Any other error (busy, I/O, a full disk) fails
 //! the whole tick, which then writes nothing.
@@ -108,26 +107,71 @@ impl TickReport {
 /// queue refusing one schedule's job is not an error of the tick: that schedule is paused and
 /// listed in [`TickReport::refused`].
 pub fn tick(conn: &Connection, now: Millis) -> Result<TickReport> {
-    // `write_atomically` rolls back only when its closure fails with a core error: carry a cron
-    // error (a queue refusing a job) out beside it, so a failed tick writes nothing.
-    let mut failure = None;
-    let outcome = write_atomically(conn, |c| {
-        tick_in(c, now).map_err(|e| {
-            let rollback = honker_core::Error::InvalidArgument {
-                name: "tick",
-                reason: e.to_string(),
-            };
-            failure = Some(e);
-            rollback
-        })
-    });
-    match outcome {
-        Ok(report) => {
-            kick_after_commit(conn);
-            Ok(report)
+    // Schedules whose job the queue refused in an earlier attempt of this tick: each attempt
+    // that meets a new refusal rolls back and runs again with that schedule paused, so the
+    // common case pays for no per-schedule savepoint, and the loop ends (a paused schedule is
+    // not due, so each attempt adds a different one).
+    let mut refused: Vec<RefusedFire> = Vec::new();
+    loop {
+        // `write_atomically` rolls back only when its closure fails with a core error: carry
+        // the cron error out beside it, so a failed attempt writes nothing.
+        let mut failure = None;
+        let outcome = write_atomically(conn, |c| {
+            tick_in(c, now, &refused).map_err(|e| {
+                let rollback = honker_core::Error::InvalidArgument {
+                    name: "tick",
+                    reason: e.to_string(),
+                };
+                failure = Some(e);
+                rollback
+            })
+        });
+        match (outcome, failure) {
+            (Ok(report), _) => {
+                kick_after_commit(conn);
+                return Ok(report);
+            }
+            (Err(_), Some(Failure::Refused(r))) if refused.len() <= TICK_BATCH => refused.push(*r),
+            (Err(_), Some(Failure::Refused(r))) => return Err(r.cause),
+            (Err(_), Some(Failure::Other(e))) => return Err(e),
+            (Err(core), None) => return Err(Error::Core(core)),
         }
-        Err(core) => Err(failure.unwrap_or(Error::Core(core))),
     }
+}
+
+/// Why an attempt at a tick failed.
+enum Failure {
+    /// The queue refused one schedule's job: pause it and try again.
+    Refused(Box<RefusedFire>),
+    /// Anything else fails the tick.
+    Other(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Other(e)
+    }
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Failure {
+        Failure::Other(e.into())
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Refused(r) => write!(f, "{}", r.cause),
+            Failure::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A refusal with the error it came from (kept to be returned if the retries run out).
+struct RefusedFire {
+    refusal: Refusal,
+    cause: Error,
 }
 
 /// A clock stopped at one instant: jobs a tick enqueues are stamped with the tick's `now`.
@@ -140,8 +184,20 @@ impl Clock for At {
     }
 }
 
-fn tick_in(c: &Connection, now: Millis) -> Result<TickReport> {
+fn tick_in(
+    c: &Connection,
+    now: Millis,
+    refused: &[RefusedFire],
+) -> std::result::Result<TickReport, Failure> {
     let mut report = TickReport::default();
+    for r in refused {
+        c.prepare_cached(
+            "UPDATE honker_schedules SET paused = 1, last_error = ?2, updated_ms = ?3
+             WHERE name = ?1",
+        )?
+        .execute(params![r.refusal.schedule, r.refusal.error, now.0])?;
+        report.refused.push(r.refusal.clone());
+    }
     let due: Vec<ScheduleInfo> = c
         .prepare_cached(&format!(
             "SELECT {SELECT_COLUMNS} FROM honker_schedules
@@ -151,33 +207,20 @@ fn tick_in(c: &Connection, now: Millis) -> Result<TickReport> {
         .collect::<rusqlite::Result<_>>()?;
     let clock: Arc<dyn Clock> = Arc::new(At(now));
     for info in due {
-        run(c, "SAVEPOINT honker_fire")?;
-        let missed_before = report.missed;
-        let fired = fire_schedule(c, &info, now, &clock, &mut report);
-        let refusal = match fired {
-            Ok(()) => None,
-            Err(e) if refused_by_queue(&e) => Some(e),
-            // The caller's rollback undoes everything.
-            Err(e) => return Err(e),
-        };
-        if let Some(e) = refusal {
-            // Undo this schedule's fires (its entries in the report go with them).
-            run(c, "ROLLBACK TO honker_fire")?;
-            report.fires.retain(|f| f.schedule != info.name);
-            report.missed = missed_before;
-            let error = format!("{}: {e}", e.code());
-            c.prepare_cached(
-                "UPDATE honker_schedules SET paused = 1, last_error = ?2, updated_ms = ?3
-                 WHERE name = ?1",
-            )?
-            .execute(params![info.name, error, now.0])?;
-            report.refused.push(Refusal {
-                schedule: info.name.clone(),
-                code: e.code(),
-                error,
-            });
+        match fire_schedule(c, &info, now, &clock, &mut report) {
+            Ok(()) => {}
+            Err(e) if refused_by_queue(&e) => {
+                return Err(Failure::Refused(Box::new(RefusedFire {
+                    refusal: Refusal {
+                        schedule: info.name,
+                        code: e.code(),
+                        error: format!("{}: {e}", e.code()),
+                    },
+                    cause: e,
+                })));
+            }
+            Err(e) => return Err(e.into()),
         }
-        run(c, "RELEASE honker_fire")?;
     }
     prune_fires(
         c,
@@ -318,12 +361,6 @@ fn refused_by_queue(e: &Error) -> bool {
     ["payload.", "queue.", "arg."]
         .iter()
         .any(|p| code.starts_with(p))
-}
-
-/// Run one cached statement that returns no rows.
-fn run(c: &Connection, sql: &str) -> Result<()> {
-    c.prepare_cached(sql)?.execute([])?;
-    Ok(())
 }
 
 fn previous_job_active(c: &Connection, job: Option<i64>) -> Result<bool> {

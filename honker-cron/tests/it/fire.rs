@@ -278,7 +278,14 @@ fn a_schedule_whose_job_the_queue_refuses_is_paused_and_the_others_fire() {
         Millis(0),
     )
     .unwrap();
-    // The queue now refuses the payload at enqueue time.
+    let c = ScheduleSpec::new(
+        "c",
+        Schedule::parse("@every 1h").unwrap(),
+        "small",
+        "[1,2,3]",
+    );
+    register(&conn, &c, Millis(0)).unwrap();
+    // The queue now refuses both payloads at enqueue time.
     honker_queue::Queue::new("small")
         .unwrap()
         .configure(
@@ -292,16 +299,20 @@ fn a_schedule_whose_job_the_queue_refuses_is_paused_and_the_others_fire() {
     let r = tick(&conn, Millis(H)).unwrap();
     assert_eq!(r.jobs(), 1, "a still fires");
     assert_eq!(r.fires[0].schedule, "a");
-    assert_eq!(r.refused.len(), 1);
+    let refused: Vec<_> = r
+        .refused
+        .iter()
+        .map(|f| (f.schedule.as_str(), f.code))
+        .collect();
     assert_eq!(
-        (r.refused[0].schedule.as_str(), r.refused[0].code),
-        ("b", "payload.too_large")
+        refused,
+        [("b", "payload.too_large"), ("c", "payload.too_large")]
     );
-    // b wrote nothing, kept its next fire, and is paused with the reason.
+    // b and c wrote nothing; b kept its next fire, and is paused with the reason.
     assert_eq!(
         count(
             &conn,
-            "SELECT count(*) FROM honker_fires WHERE schedule = 'b'"
+            "SELECT count(*) FROM honker_fires WHERE schedule <> 'a'"
         ),
         0
     );
