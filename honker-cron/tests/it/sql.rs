@@ -150,3 +150,38 @@ fn bad_arguments_are_typed_errors_and_write_nothing() {
     assert_eq!(count(&conn, "SELECT count(*) FROM honker_schedules"), 0);
     assert_eq!(count(&conn, "SELECT count(*) FROM honker_fires"), 0);
 }
+
+#[test]
+fn a_refused_schedule_shows_its_pause_and_reason() {
+    let (_d, conn) = conn_with_functions();
+    let next: i64 = conn
+        .query_row(
+            "SELECT honker_schedule('s', '@every 1s', 'tiny', '[1,2,3]')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    honker_queue::Queue::new("tiny")
+        .unwrap()
+        .configure(
+            &conn,
+            &honker_queue::QueueOptionsPatch {
+                max_payload_bytes: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let fired = text(&conn, &format!("SELECT honker_cron_tick({next})"));
+    assert_eq!(fired, "[]");
+    let list: serde_json::Value =
+        serde_json::from_str(&text(&conn, "SELECT honker_schedules()")).unwrap();
+    assert_eq!(list[0]["paused"], true);
+    let why = list[0]["last_error"].as_str().expect("a reason");
+    assert!(why.starts_with("payload.too_large: "), "{why}");
+    conn.query_row("SELECT honker_schedule_resume('s')", [], |_| Ok(()))
+        .unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&text(&conn, "SELECT honker_schedules()")).unwrap();
+    assert_eq!(list[0]["paused"], false);
+    assert_eq!(list[0]["last_error"], serde_json::Value::Null);
+}
