@@ -177,6 +177,38 @@ mod tests {
         assert_eq!(versions, expected);
     }
 
+    /// Every object's DDL, as SQLite stores it, sorted.
+    fn ddl(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_file_at_every_older_version_upgrades_to_the_fresh_schema() {
+        let fresh = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&fresh).unwrap(), SCHEMA_VERSION);
+        for old in 1..SCHEMA_VERSION {
+            // A file as a build of version `old` left it.
+            let conn = Connection::open_in_memory().unwrap();
+            for m in MIGRATIONS.iter().filter(|m| m.version <= old) {
+                conn.execute_batch(m.sql).unwrap();
+            }
+            meta_set(&conn, "schema_version", old).unwrap();
+            meta_set(&conn, "an_app_setting", "kept").unwrap();
+            assert_eq!(migrate(&conn).unwrap(), SCHEMA_VERSION, "from {old}");
+            assert_eq!(ddl(&conn), ddl(&fresh), "upgraded from version {old}");
+            assert_eq!(
+                meta_get(&conn, "an_app_setting").unwrap(),
+                Some(rusqlite::types::Value::Text("kept".into()))
+            );
+        }
+    }
+
     #[test]
     fn every_object_is_prefixed_honker() {
         let conn = Connection::open_in_memory().unwrap();
