@@ -56,6 +56,14 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The database or the disk it is on is full (`SQLITE_FULL`): the write was undone, and the
+    /// connection stays usable. Free space (or raise `PRAGMA max_page_count`) and retry.
+    #[error("database or disk is full: {source}")]
+    Full {
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
     /// A payload is not valid JSON text.
     #[error("payload is not JSON: {source}")]
     PayloadNotJson {
@@ -110,6 +118,7 @@ impl Error {
             Error::NotHonker { .. } => "db.not_honker",
             Error::SchemaTooNew { .. } => "schema.too_new",
             Error::Busy { .. } => "db.busy",
+            Error::Full { .. } => "db.full",
             Error::PayloadNotJson { .. } => "payload.not_json",
             Error::PayloadTooLarge { .. } => "payload.too_large",
             Error::InvalidArgument { .. } => "arg.invalid",
@@ -135,6 +144,7 @@ impl From<rusqlite::Error> for Error {
                 path: PathBuf::new(),
                 reason: e.to_string(),
             },
+            Some(ErrorCode::DiskFull) => Error::Full { source: e },
             Some(ErrorCode::NotADatabase) => Error::NotDatabase {
                 path: PathBuf::new(),
             },
@@ -183,5 +193,16 @@ mod tests {
             None,
         );
         assert_eq!(Error::from(e).code(), "db.read_only");
+    }
+
+    #[test]
+    fn sqlite_full_maps_to_db_full() {
+        let e = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        let e = Error::from(e);
+        assert_eq!(e.code(), "db.full");
+        assert!(e.to_string().starts_with("database or disk is full"), "{e}");
     }
 }

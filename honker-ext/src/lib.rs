@@ -89,8 +89,8 @@
 //!
 //! Every error a honker function raises has the message `honker: <code>: <message>`, where `<code>`
 //! is stable and machine-readable (`arg.invalid`, `payload.not_json`, `payload.too_large`,
-//! `options.unknown`, `wait.in_transaction`, `db.read_only`, `schema.too_new`, `db.not_file`,
-//! `wake.*`, ...), so bindings map errors without parsing prose. `SQLITE_BUSY` and
+//! `options.unknown`, `wait.in_transaction`, `db.read_only`, `db.full`, `schema.too_new`,
+//! `db.not_file`, `wake.*`, ...), so bindings map errors without parsing prose. `SQLITE_BUSY` and
 //! `SQLITE_LOCKED` pass through untouched (SQLite's own code and message, `database is locked`),
 //! so hosts retry them as they would any busy statement. A panic never crosses into the host: the
 //! entry point and every function callback catch it and return an SQLite error.

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 
 use crate::util::{TempDb, queue_at_t0, snapshot};
 
-fn sql_conn(db: &TempDb) -> Connection {
+pub(crate) fn sql_conn(db: &TempDb) -> Connection {
     let conn = db.open();
     let wake = ManualWake::new();
     honker_queue::sql::register(&conn, Arc::new(Provider(wake))).unwrap();

@@ -3,6 +3,7 @@
 mod bad_input;
 mod basic;
 mod crash;
+mod disk_full;
 mod locks;
 mod model;
 mod multiprocess;
