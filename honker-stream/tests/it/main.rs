@@ -1,6 +1,7 @@
 //! Integration tests of honker-stream's pub/sub: one test binary, one module per concern.
 
 mod basic;
+mod disk_full;
 mod model;
 mod multiprocess;
 mod resources;
