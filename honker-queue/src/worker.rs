@@ -637,6 +637,25 @@ mod tests {
         assert_eq!(bad(hb), "arg.invalid");
     }
 
+    /// A worker on `path` that acks every job, woken only by `wake`, once its claimer has
+    /// looked and gone to sleep.
+    fn sleeping_worker(path: &Path, q: &Queue, wake: &honker_core::ManualWake) -> Worker {
+        let w = Worker::start(
+            path,
+            q.clone(),
+            Arc::new(wake.clone()),
+            WorkerOptions::default(),
+            |_| Ok(None),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while wake.waiters() == 0 {
+            assert!(Instant::now() < deadline, "the claimer never slept");
+            thread::yield_now();
+        }
+        w
+    }
+
     #[test]
     fn a_worker_on_a_manual_wake_claims_after_a_kick_and_shuts_down_cleanly() {
         let dir = tempfile::tempdir().unwrap();
@@ -644,20 +663,9 @@ mod tests {
         let conn = honker_core::open(&path).unwrap();
         let q = Queue::new("q").unwrap();
         let wake = honker_core::ManualWake::new();
-        let w = Worker::start(
-            &path,
-            q.clone(),
-            Arc::new(wake.clone()),
-            WorkerOptions::default(),
-            |_| Ok(None),
-        )
-        .unwrap();
         // The claimer looks once, finds nothing and sleeps (no deadline: nothing is scheduled).
+        let w = sleeping_worker(&path, &q, &wake);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while wake.waiters() == 0 {
-            assert!(Instant::now() < deadline, "the claimer never slept");
-            thread::yield_now();
-        }
         q.enqueue(&conn, "1", &crate::EnqueueOptions::default())
             .unwrap();
         // A manual wake advances only on kick: that is the commit notice.
@@ -679,19 +687,7 @@ mod tests {
         let path = dir.path().join("w.db");
         drop(honker_core::open(&path).unwrap());
         let wake = honker_core::ManualWake::new();
-        let w = Worker::start(
-            &path,
-            Queue::new("idle").unwrap(),
-            Arc::new(wake.clone()),
-            WorkerOptions::default(),
-            |_| Ok(None),
-        )
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while wake.waiters() == 0 {
-            assert!(Instant::now() < deadline, "the claimer never slept");
-            thread::yield_now();
-        }
+        let w = sleeping_worker(&path, &Queue::new("idle").unwrap(), &wake);
         let before = w.report().claims;
         // An observation window, not a synchronisation: with nothing scheduled and no commit,
         // the claimer has no deadline and must not look at the table again.
@@ -716,19 +712,7 @@ mod tests {
         q.enqueue(&conn, "1", &delayed).unwrap();
         // A manual wake that is never kicked: only deadlines and the brief looks can find work.
         let wake = honker_core::ManualWake::new();
-        let w = Worker::start(
-            &path,
-            q.clone(),
-            Arc::new(wake.clone()),
-            WorkerOptions::default(),
-            |_| Ok(None),
-        )
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while wake.waiters() == 0 {
-            assert!(Instant::now() < deadline, "the claimer never slept");
-            thread::yield_now();
-        }
+        let w = sleeping_worker(&path, &q, &wake);
         // Another worker holds the write lock across the job's due time and takes the job, so
         // the claimer's look at its deadline (queued behind the lock) comes back empty.
         thief.execute_batch("BEGIN IMMEDIATE").unwrap();

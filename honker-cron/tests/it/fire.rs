@@ -4,7 +4,7 @@
 use honker_core::Millis;
 use honker_cron::{Misfire, Overlap, Schedule, ScheduleOptions, ScheduleSpec, register, tick};
 
-use crate::util::{count, db, jobs_in};
+use crate::util::{count, db, jobs_in, limit_payloads};
 
 const H: i64 = 3_600_000;
 
@@ -286,16 +286,7 @@ fn a_schedule_whose_job_the_queue_refuses_is_paused_and_the_others_fire() {
     );
     register(&conn, &c, Millis(0)).unwrap();
     // The queue now refuses both payloads at enqueue time.
-    honker_queue::Queue::new("small")
-        .unwrap()
-        .configure(
-            &conn,
-            &honker_queue::QueueOptionsPatch {
-                max_payload_bytes: Some(4),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    limit_payloads(&conn, "small", 4);
     let r = tick(&conn, Millis(H)).unwrap();
     assert_eq!(r.jobs(), 1, "a still fires");
     assert_eq!(r.fires[0].schedule, "a");
@@ -346,16 +337,7 @@ fn resuming_a_refused_schedule_clears_its_error_and_a_manual_pause_survives_a_re
         "[1,2,3]",
     );
     register(&conn, &spec, Millis(0)).unwrap();
-    honker_queue::Queue::new("small")
-        .unwrap()
-        .configure(
-            &conn,
-            &honker_queue::QueueOptionsPatch {
-                max_payload_bytes: Some(2),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    limit_payloads(&conn, "small", 2);
     assert_eq!(tick(&conn, Millis(H)).unwrap().refused.len(), 1);
     honker_cron::resume(&conn, "b", Millis(H + 1)).unwrap();
     let b = honker_cron::get(&conn, "b").unwrap().unwrap();

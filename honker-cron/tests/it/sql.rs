@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use crate::util::{count, db};
+use crate::util::{count, db, limit_payloads};
 
 fn conn_with_functions() -> (tempfile::TempDir, Connection) {
     let (dir, _path, conn) = db();
@@ -161,16 +161,7 @@ fn a_refused_schedule_shows_its_pause_and_reason() {
             |r| r.get(0),
         )
         .unwrap();
-    honker_queue::Queue::new("tiny")
-        .unwrap()
-        .configure(
-            &conn,
-            &honker_queue::QueueOptionsPatch {
-                max_payload_bytes: Some(2),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    limit_payloads(&conn, "tiny", 2);
     let fired = text(&conn, &format!("SELECT honker_cron_tick({next})"));
     assert_eq!(fired, "[]");
     let list: serde_json::Value =

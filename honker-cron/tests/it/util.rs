@@ -45,3 +45,17 @@ pub(crate) fn proptest_cases(default: u32) -> u32 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Make `queue` refuse payloads over `bytes` from now on.
+pub(crate) fn limit_payloads(conn: &Connection, queue: &str, bytes: usize) {
+    honker_queue::Queue::new(queue)
+        .unwrap()
+        .configure(
+            conn,
+            &honker_queue::QueueOptionsPatch {
+                max_payload_bytes: Some(bytes),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+}
