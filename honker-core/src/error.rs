@@ -58,7 +58,7 @@ pub enum Error {
     },
     /// The database or the disk it is on is full (`SQLITE_FULL`): the write was undone, and the
     /// connection stays usable. Free space (or raise `PRAGMA max_page_count`) and retry.
-    #[error("database or disk is full: {source}")]
+    #[error("the database or the disk it is on is full; free space and retry")]
     Full {
         /// The SQLite error.
         #[source]
@@ -203,6 +203,10 @@ mod tests {
         );
         let e = Error::from(e);
         assert_eq!(e.code(), "db.full");
-        assert!(e.to_string().starts_with("database or disk is full"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("the database or the disk it is on is full"),
+            "{e}"
+        );
     }
 }

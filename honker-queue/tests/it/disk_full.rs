@@ -3,6 +3,7 @@
 //! write rolls back with its job, jobs already queued are not lost, and work resumes as soon as
 //! there is room again.
 
+use honker_core::WakeSource;
 use honker_queue::{EnqueueOptions, Queue};
 use rusqlite::Connection;
 
@@ -135,5 +136,154 @@ fn a_full_database_refuses_each_write_with_db_full_and_loses_nothing() {
         drained += jobs.len() as i64;
     }
     assert_eq!(drained, left + 1, "a job was lost");
+    integrity_ok(&conn);
+}
+
+/// A small tmpfs mounted on a temporary directory, unmounted on drop. Mounting needs root (or
+/// CAP_SYS_ADMIN); without it the real-disk test says so and stops, and the `max_page_count`
+/// test above stays the proof that runs everywhere.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount(bytes: u64) -> Option<SmallFs> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+            return None;
+        }
+        Some(SmallFs { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Write a file until the file system has no room left; returns its path.
+fn fill_disk(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 4096];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(e) => panic!("filling the disk: {e}"),
+        }
+    }
+    path
+}
+
+#[test]
+fn a_real_full_disk_under_a_worker_loses_no_job_and_work_resumes_when_room_returns() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use honker_queue::{Worker, WorkerOptions};
+
+    let Some(fs) = SmallFs::mount(8 << 20) else {
+        return;
+    };
+    let path = fs.path().join("app.db");
+    let conn = honker_core::open(&path).unwrap();
+    let q = Queue::new("q").unwrap();
+    let payloads: Vec<String> = (0..300).map(|i| format!("[{i}]")).collect();
+    let refs: Vec<&str> = payloads.iter().map(String::as_str).collect();
+    let mut ids = q
+        .enqueue_batch(&conn, &refs, &EnqueueOptions::default())
+        .unwrap();
+    let filler = fill_disk(fs.path());
+
+    // The producer meets ENOSPC as db.full, and each refused enqueue leaves nothing behind.
+    let payload = big();
+    let e = (0..1000)
+        .find_map(
+            |_| match q.enqueue(&conn, &payload, &EnqueueOptions::default()) {
+                Ok(id) => {
+                    ids.push(id);
+                    None
+                }
+                Err(e) => Some(e),
+            },
+        )
+        .expect("the full disk never refused a write");
+    assert_eq!(e.code(), "db.full", "{e}");
+    assert_eq!(rows(&conn, "honker_jobs"), ids.len() as i64);
+
+    // A worker on the full disk: claims and acks fail, the worker keeps going.
+    let runs: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+    let wake = honker_core::ManualWake::new();
+    let w = Worker::start(
+        &path,
+        q.clone(),
+        Arc::new(wake.clone()),
+        WorkerOptions {
+            lease_ms: Some(1000),
+            ..WorkerOptions::default()
+        },
+        {
+            let runs = Arc::clone(&runs);
+            move |job| {
+                *runs.lock().unwrap().entry(job.id.0).or_default() += 1;
+                Ok(None)
+            }
+        },
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while w.report().error_count == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker met no error on a full disk: {:?}",
+            w.report()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        w.report().errors.iter().all(|e| e.code() == "db.full"),
+        "{:?}",
+        w.report()
+    );
+    assert!(!w.has_failed(), "a full disk stopped the worker");
+
+    // Room again: every job is run and acked, none lost.
+    std::fs::remove_file(filler).unwrap();
+    wake.kick();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rows(&conn, "honker_jobs") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "jobs left after the disk had room again: {} ({:?})",
+            rows(&conn, "honker_jobs"),
+            w.report()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    w.shutdown().unwrap();
+    let runs = runs.lock().unwrap();
+    for id in &ids {
+        assert!(runs.contains_key(&id.0), "job {} never ran", id.0);
+    }
+    assert_eq!(rows(&conn, "honker_dead"), 0);
     integrity_ok(&conn);
 }
