@@ -234,11 +234,53 @@ fn add(args: &CronArgs, a: &AddArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run `honker scheduler`: tick the file's schedules until stopped; prints what it fired.
+/// One line per thing a tick did: each fire, the missed boundaries, each schedule paused or
+/// stopped.
+fn log_tick(out: &mut impl Write, report: &honker_cron::TickReport) -> std::io::Result<()> {
+    for f in &report.fires {
+        let at = rfc3339(f.fire_ms, Zone::default());
+        match f.job_id {
+            Some(job) => writeln!(out, "fired {} at {at}: job {}", f.schedule, job.0)?,
+            None => writeln!(
+                out,
+                "fired {} at {at}: no job (overlap = skip, the previous one is still active)",
+                f.schedule
+            )?,
+        }
+    }
+    if report.missed > 0 {
+        writeln!(out, "missed {} boundaries (misfire policy)", report.missed)?;
+    }
+    for r in &report.refused {
+        writeln!(
+            out,
+            "paused {}: the queue refused its job: {}",
+            r.schedule, r.error
+        )?;
+    }
+    for name in &report.broken {
+        writeln!(
+            out,
+            "stopped {name}: its expression or zone no longer parses"
+        )?;
+    }
+    out.flush()
+}
+
+/// Run `honker scheduler`: tick the file's schedules until stopped, printing a line for each
+/// fire (and each schedule paused or stopped), and a summary at the end.
 pub(crate) fn scheduler(args: &SchedulerArgs) -> Result<ExitCode> {
     let wake = honker_wake::wake_for(&args.db)
         .with_context(|| format!("watching {}", args.db.display()))?;
-    let scheduler = Scheduler::start(&args.db, wake, SchedulerOptions::default())
+    let log: honker_cron::TickHook = std::sync::Arc::new(|report: &honker_cron::TickReport| {
+        // A closed stdout must not stop the scheduler: the log is best effort.
+        let _ = log_tick(&mut std::io::stdout().lock(), report);
+    });
+    let opts = SchedulerOptions {
+        on_tick: Some(log),
+        ..SchedulerOptions::default()
+    };
+    let scheduler = Scheduler::start(&args.db, wake, opts)
         .with_context(|| format!("starting the scheduler on {}", args.db.display()))?;
     let stop_at = match (args.for_ms, args.until_ms) {
         (Some(ms), _) => Some(SystemClock.now().saturating_add(ms as i64)),
@@ -257,10 +299,11 @@ pub(crate) fn scheduler(args: &SchedulerArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "scheduler fired {} jobs in {} ticks ({} failed ticks{})",
+        "scheduler fired {} jobs in {} ticks ({} failed ticks, {} schedules paused{})",
         report.jobs,
         report.ticks,
         report.errors,
+        report.refused,
         report
             .last_error
             .map(|e| format!("; last: {e}"))

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use honker_queue::{EnqueueOptions, JobId, Queue};
+use honker_queue::{EnqueueOptions, JobId, Queue, QueueOptionsPatch};
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -33,6 +33,8 @@ enum QueueCommand {
     Requeue(RequeueArgs),
     /// Delete a queue's dead letters (all, or those older than --older-than-ms).
     Purge(PurgeArgs),
+    /// Show a queue's options, or change some: `--set '{"max_attempts":5,"paused":true}'`.
+    Configure(ConfigureArgs),
 }
 
 /// The database and, for most commands, the queue.
@@ -103,6 +105,17 @@ struct PurgeArgs {
     older_than_ms: i64,
 }
 
+#[derive(Debug, Args)]
+struct ConfigureArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The options to change, as one JSON object (keys: lease_ms, max_attempts,
+    /// backoff_base_ms, backoff_cap_ms, dead_retention_ms, max_payload_bytes, paused,
+    /// keep_history_ms). Without it, the options are only shown.
+    #[arg(long)]
+    set: Option<String>,
+}
+
 /// Arguments of `honker enqueue`.
 #[derive(Debug, Args)]
 pub(crate) struct EnqueueArgs {
@@ -135,6 +148,7 @@ pub(crate) fn run(args: &QueueArgs) -> Result<ExitCode> {
         QueueCommand::Dead(a) => dead(a),
         QueueCommand::Requeue(a) => requeue(a),
         QueueCommand::Purge(a) => purge(a),
+        QueueCommand::Configure(a) => configure(a),
     }
 }
 
@@ -315,6 +329,19 @@ fn purge(a: &PurgeArgs) -> Result<ExitCode> {
     let conn = open(&a.target.db)?;
     let n = queue(&a.target.queue)?.purge_dead(&conn, a.older_than_ms)?;
     println!("purged {n}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print the queue's options as one JSON object, after applying `--set` if given.
+#[allow(clippy::print_stdout)]
+fn configure(a: &ConfigureArgs) -> Result<ExitCode> {
+    let conn = open(&a.target.db)?;
+    let q = queue(&a.target.queue)?;
+    let options = match &a.set {
+        Some(json) => q.configure(&conn, &QueueOptionsPatch::from_json(json)?)?,
+        None => q.options(&conn)?,
+    };
+    println!("{}", options.to_json());
     Ok(ExitCode::SUCCESS)
 }
 

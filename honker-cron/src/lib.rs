@@ -64,7 +64,7 @@ mod tick;
 
 pub use crate::error::{Error, Result};
 pub use crate::expr::{MAX_EVERY_MS, Schedule, Zone};
-pub use crate::scheduler::{Scheduler, SchedulerOptions, SchedulerReport};
+pub use crate::scheduler::{Scheduler, SchedulerOptions, SchedulerReport, TickHook};
 pub use crate::store::{
     DEFAULT_FIRE_RETENTION_MS, DEFAULT_GRACE_MS, DEFAULT_MISFIRE_CAP, MAX_NAME_BYTES, Misfire,
     Overlap, ParsedOptions, ScheduleInfo, ScheduleOptions, ScheduleSpec, check_name, get, list,

@@ -7,6 +7,7 @@
 //! at once; nothing polls the schedule table. Any number of schedulers may run on one file (see
 //! [`tick`](crate::tick()) for why they never fire a boundary twice).
 
+use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,16 +19,22 @@ use rusqlite::Connection;
 
 use crate::error::{Error, Result};
 use crate::store::next_due;
-use crate::tick::tick;
+use crate::tick::{TickReport, tick};
+
+/// A function the scheduler calls on its thread after each tick that did something.
+pub type TickHook = Arc<dyn Fn(&TickReport) + Send + Sync>;
 
 /// How a [`Scheduler`] runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SchedulerOptions {
     /// Where "now" comes from (default: the system clock). With a settable clock, kick the wake
     /// after moving it.
     pub clock: Arc<dyn Clock>,
     /// How long to wait before ticking again after a failed tick (default 1 s).
     pub retry_after_error: Duration,
+    /// Called after every committed tick that fired, missed, paused or stopped a schedule
+    /// (default: none), for logging. It runs on the scheduler's thread, so keep it short.
+    pub on_tick: Option<TickHook>,
 }
 
 impl Default for SchedulerOptions {
@@ -35,7 +42,18 @@ impl Default for SchedulerOptions {
         SchedulerOptions {
             clock: Arc::new(SystemClock),
             retry_after_error: Duration::from_secs(1),
+            on_tick: None,
         }
+    }
+}
+
+impl fmt::Debug for SchedulerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchedulerOptions")
+            .field("clock", &self.clock)
+            .field("retry_after_error", &self.retry_after_error)
+            .field("on_tick", &self.on_tick.as_ref().map(|_| "Fn(&TickReport)"))
+            .finish()
     }
 }
 
@@ -225,6 +243,19 @@ fn step(conn: &Connection, opts: &SchedulerOptions, shared: &Shared) -> Result<S
                 shared.refused.fetch_add(1, Ordering::Relaxed);
                 *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(format!("schedule {:?} paused: {}", r.schedule, r.error));
+            }
+            let eventful = !report.fires.is_empty()
+                || report.missed > 0
+                || !report.refused.is_empty()
+                || !report.broken.is_empty();
+            if let Some(hook) = opts.on_tick.as_ref().filter(|_| eventful) {
+                // The tick is committed: a panicking hook is reported, never fatal.
+                let call = std::panic::AssertUnwindSafe(|| hook(&report));
+                if std::panic::catch_unwind(call).is_err() {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some("the on_tick hook panicked".into());
+                }
             }
             Ok(Step::Again)
         }

@@ -124,3 +124,69 @@ fn cron_add_refuses_a_bad_expression_with_its_position_and_writes_nothing() {
     assert!(stderr.contains("at byte 6"), "{stderr}");
     assert!(ok(&["cron", "--db", db, "ls", "--json"]).trim().is_empty());
 }
+
+#[test]
+fn scheduler_logs_each_fire_and_pauses_a_schedule_whose_job_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let db = path_str(&db);
+    ok(&["cron", "--db", db, "add", "beat", "@every 100ms", "ticks"]);
+    ok(&[
+        "cron",
+        "--db",
+        db,
+        "add",
+        "big",
+        "@every 100ms",
+        "tiny",
+        "[1,2,3]",
+    ]);
+    let options = ok(&[
+        "queue",
+        "configure",
+        "--db",
+        db,
+        "--queue",
+        "tiny",
+        "--set",
+        r#"{"max_payload_bytes":2}"#,
+    ]);
+    let options: serde_json::Value = serde_json::from_str(options.trim()).unwrap();
+    assert_eq!(options["max_payload_bytes"], 2);
+
+    let log = ok(&["scheduler", "--db", db, "--for-ms", "700"]);
+    let fired = log
+        .lines()
+        .filter(|l| l.starts_with("fired beat at ") && l.contains(": job "))
+        .count();
+    assert!(fired >= 2, "fewer fires than boundaries passed:\n{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("paused big: the queue refused its job: payload.too_large: ")),
+        "{log}"
+    );
+    assert!(!log.contains("fired big"), "{log}");
+    let summary = log.lines().last().unwrap();
+    assert!(
+        summary.starts_with(&format!("scheduler fired {fired} jobs")),
+        "{log}"
+    );
+
+    // `cron ls` says why the schedule stopped; fixing the queue and resuming restarts it.
+    let ls = ok(&["cron", "--db", db, "ls"]);
+    assert!(ls.contains("refused"), "{ls}");
+    assert!(ls.contains("paused by a tick: payload.too_large: "), "{ls}");
+    ok(&[
+        "queue",
+        "configure",
+        "--db",
+        db,
+        "--queue",
+        "tiny",
+        "--set",
+        r#"{"max_payload_bytes":1024}"#,
+    ]);
+    ok(&["cron", "--db", db, "resume", "big"]);
+    let log = ok(&["scheduler", "--db", db, "--for-ms", "400"]);
+    assert!(log.lines().any(|l| l.starts_with("fired big at ")), "{log}");
+}
