@@ -405,3 +405,46 @@ fn a_scheduler_on_a_settable_clock_fires_on_time_and_applies_the_misfire_policy(
         .collect();
     assert_eq!(fired, vec![H, 6 * H]);
 }
+
+#[test]
+fn the_on_tick_hook_sees_each_eventful_tick_and_its_panic_is_not_fatal() {
+    use std::sync::{Arc, Mutex};
+    let (_d, path, conn) = db();
+    let clock = honker_core::SettableClock::new(Millis(0));
+    let wake = Arc::new(honker_core::ManualWake::new());
+    register(&conn, &hourly("h", ScheduleOptions::default()), Millis(0)).unwrap();
+    let seen: Arc<Mutex<Vec<Millis>>> = Arc::default();
+    let hook: honker_cron::TickHook = {
+        let seen = Arc::clone(&seen);
+        Arc::new(move |report: &honker_cron::TickReport| {
+            // A panic below poisons the lock; later calls still record.
+            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.extend(report.fires.iter().map(|f| f.fire_ms));
+            assert!(seen.len() < 2, "a hook that panics on its second call");
+        })
+    };
+    let scheduler = honker_cron::Scheduler::start(
+        &path,
+        wake.clone(),
+        honker_cron::SchedulerOptions {
+            clock: Arc::new(clock.clone()),
+            on_tick: Some(hook),
+            ..honker_cron::SchedulerOptions::default()
+        },
+    )
+    .unwrap();
+    for hour in 1..=3 {
+        clock.set(Millis(hour * H));
+        honker_core::WakeSource::kick(&*wake);
+        eventually("the fire", || scheduler.jobs() == hour as u64);
+    }
+    let report = scheduler.shutdown().unwrap();
+    assert_eq!(report.jobs, 3, "the scheduler outlived its hook's panic");
+    assert_eq!(report.errors, 2);
+    assert_eq!(
+        report.last_error.as_deref(),
+        Some("the on_tick hook panicked")
+    );
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    assert_eq!(*seen, [Millis(H), Millis(2 * H), Millis(3 * H)]);
+}
