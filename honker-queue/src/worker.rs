@@ -706,7 +706,7 @@ mod tests {
         let q = Queue::new("q").unwrap();
         let start = Instant::now();
         let delayed = crate::EnqueueOptions {
-            delay_ms: Some(400),
+            delay_ms: Some(1500),
             ..crate::EnqueueOptions::default()
         };
         q.enqueue(&conn, "1", &delayed).unwrap();
@@ -717,7 +717,7 @@ mod tests {
         // the claimer's look at its deadline (queued behind the lock) comes back empty.
         thief.execute_batch("BEGIN IMMEDIATE").unwrap();
         thread::sleep(
-            (start + Duration::from_millis(450)).saturating_duration_since(Instant::now()),
+            (start + Duration::from_millis(1550)).saturating_duration_since(Instant::now()),
         );
         let stolen = q.claim(&thief, "thief", 1, Some(600_000)).unwrap();
         thief.execute_batch("COMMIT").unwrap();

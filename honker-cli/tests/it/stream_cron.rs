@@ -154,7 +154,7 @@ fn scheduler_logs_each_fire_and_pauses_a_schedule_whose_job_is_refused() {
     let options: serde_json::Value = serde_json::from_str(options.trim()).unwrap();
     assert_eq!(options["max_payload_bytes"], 2);
 
-    let log = ok(&["scheduler", "--db", db, "--for-ms", "700"]);
+    let log = ok(&["scheduler", "--db", db, "--for-ms", "1000"]);
     let fired = log
         .lines()
         .filter(|l| l.starts_with("fired beat at ") && l.contains(": job "))
