@@ -202,9 +202,14 @@ where
             }
         })
     };
-    let mut watcher = make(handler).map_err(|e| start_error("cannot start file events", &e))?;
-    watch(&mut watcher, &names)
-        .map_err(|e| start_error("cannot watch the database's directory", &e))?;
+    let mut watcher =
+        make(handler).map_err(|e| start_error("cannot start file events", &with_limit_hint(&e)))?;
+    watch(&mut watcher, &names).map_err(|e| {
+        start_error(
+            "cannot watch the database's directory",
+            &with_limit_hint(&e),
+        )
+    })?;
     Ok(Armed {
         trigger: Box::new(EventTrigger {
             poll,
@@ -218,4 +223,53 @@ where
         floor: opts.floor,
         trust_hints: opts.trust_raw_events,
     })
+}
+
+/// `e`'s text, with what to do when it is the kernel's limit on file watches (inotify's
+/// `max_user_instances` / `max_user_watches`, or descriptors) rather than a fault of the file.
+fn with_limit_hint(e: &notify::Error) -> String {
+    let limit = match &e.kind {
+        notify::ErrorKind::MaxFilesWatch => true,
+        notify::ErrorKind::Io(io) => matches!(
+            io.raw_os_error(),
+            Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOSPC)
+        ),
+        _ => false,
+    };
+    if limit {
+        format!(
+            "{e} (the system's limit on file watches is reached: raise \
+             fs.inotify.max_user_instances and fs.inotify.max_user_watches, or use the \
+             data_version backend, e.g. HONKER_WAKE_BACKEND=data_version)"
+        )
+    } else {
+        e.to_string()
+    }
+}
+
+/// The errno values [`with_limit_hint`] looks for (the same on Linux, BSD and macOS).
+mod libc_errno {
+    pub(super) const ENFILE: i32 = 23;
+    pub(super) const EMFILE: i32 = 24;
+    pub(super) const ENOSPC: i32 = 28;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_limit_error_says_what_to_do_and_others_do_not() {
+        let limit = with_limit_hint(&notify::Error::new(notify::ErrorKind::MaxFilesWatch));
+        assert!(limit.contains("max_user_watches"), "{limit}");
+        assert!(
+            limit.contains("HONKER_WAKE_BACKEND=data_version"),
+            "{limit}"
+        );
+        assert!(!limit.contains('\\') && !limit.contains("  "), "{limit}");
+        let emfile = with_limit_hint(&notify::Error::io(io::Error::from_raw_os_error(24)));
+        assert!(emfile.contains("max_user_instances"), "{emfile}");
+        let other = with_limit_hint(&notify::Error::path_not_found());
+        assert!(!other.contains("max_user"), "{other}");
+    }
 }
