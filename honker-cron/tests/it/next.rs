@@ -435,14 +435,18 @@ proptest! {
     }
 }
 
-/// The fires of `expr` in `tz` within `[from, until)` (whole minutes), found without any
-/// search: every UTC minute is checked against the pattern on its wall clock, keeping only a
-/// wall-clock time's first occurrence, and a fixed-time schedule whose time falls in a gap
-/// fires at the gap's end.
-fn minute_walk(expr: &str, tz: &str, from: Millis, until: Millis) -> Vec<Millis> {
+/// The fires of `expr` in `tz` within `[from, until)`, found without any search: every UTC
+/// instant `step_ms` apart (a minute, or a second for 6-field expressions) is checked against
+/// the pattern on its wall clock, keeping only a wall-clock time's first occurrence, and a
+/// fixed-time schedule whose time falls in a gap fires at the gap's end.
+fn walk(expr: &str, tz: &str, from: Millis, until: Millis, step_ms: i64) -> Vec<Millis> {
     use chrono::{DateTime, Offset, TimeZone};
     let zone: chrono_tz::Tz = tz.parse().unwrap();
-    let cron: croner::Cron = expr.parse().unwrap();
+    let cron = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(expr)
+        .unwrap();
     let fixed = cron.determine_job_type() == croner::JobType::FixedTime;
     let mut fires = Vec::new();
     let mut t = from.0;
@@ -459,22 +463,34 @@ fn minute_walk(expr: &str, tz: &str, from: Millis, until: Millis) -> Vec<Millis>
             .fix();
         let gap = here.offset().fix().local_minus_utc() - before.local_minus_utc();
         if !fire && fixed && gap > 0 {
-            // The gap's wall-clock minutes, read in the offset in force before it.
+            // The gap's wall-clock times, read in the offset in force before it.
             let end = here.naive_local();
             let mut m = end - chrono::Duration::seconds(i64::from(gap));
             while m < end && !fire {
                 fire = cron
                     .is_time_matching(&before.from_local_datetime(&m).unwrap())
                     .unwrap();
-                m += chrono::Duration::minutes(1);
+                m += chrono::Duration::milliseconds(step_ms);
             }
         }
         if fire {
             fires.push(Millis(t));
         }
-        t += 60_000;
+        t += step_ms;
     }
     fires
+}
+
+/// `expr`'s fires in `[from, until)` by [`Schedule::next_after`].
+fn fires_by_next(expr: &str, tz: &str, from: Millis, until: Millis) -> Vec<Millis> {
+    let s = Schedule::parse_in(expr, tz).unwrap();
+    let mut got = Vec::new();
+    let mut x = Millis(from.0 - 1);
+    while let Some(next) = s.next_after(x).filter(|n| *n < until) {
+        got.push(next);
+        x = next;
+    }
+    got
 }
 
 #[test]
@@ -508,17 +524,43 @@ fn next_agrees_with_a_minute_by_minute_walk_around_every_transition() {
         let from = Millis(at(start).0 - day / 2);
         let until = Millis(at(start).0 + day + day / 2);
         for expr in exprs {
-            let s = Schedule::parse_in(expr, tz).unwrap();
-            let mut got = Vec::new();
-            let mut x = Millis(from.0 - 1);
-            while let Some(next) = s.next_after(x).filter(|n| *n < until) {
-                got.push(next);
-                x = next;
-            }
             assert_eq!(
-                got,
-                minute_walk(expr, tz, from, until),
+                fires_by_next(expr, tz, from, until),
+                walk(expr, tz, from, until, 60_000),
                 "{expr:?} in {tz} around {start}"
+            );
+        }
+    }
+}
+
+#[test]
+fn six_field_expressions_agree_with_a_second_by_second_walk_around_transitions() {
+    // Two hours around each 2026 transition, where the seconds field meets the gap and overlap.
+    let windows = [
+        (NY, "2026-03-08T07:00:00Z"),
+        (NY, "2026-11-01T06:00:00Z"),
+        (BERLIN, "2026-03-29T01:00:00Z"),
+        (BERLIN, "2026-10-25T01:00:00Z"),
+        ("Australia/Lord_Howe", "2026-04-04T15:00:00Z"),
+        ("Australia/Lord_Howe", "2026-10-03T15:30:00Z"),
+    ];
+    let exprs = [
+        "*/20 * * * * *",
+        "15 30 2 * * *",
+        "0 30 1 * * *",
+        "59 59 1 * * *",
+        "0 */7 * * * *",
+        "10 * 2 * * *",
+    ];
+    let hour = 3_600_000;
+    for (tz, center) in windows {
+        let from = Millis(at(center).0 - hour);
+        let until = Millis(at(center).0 + hour);
+        for expr in exprs {
+            assert_eq!(
+                fires_by_next(expr, tz, from, until),
+                walk(expr, tz, from, until, 1000),
+                "{expr:?} in {tz} around {center}"
             );
         }
     }
