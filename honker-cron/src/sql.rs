@@ -28,12 +28,15 @@ pub const MAX_UPCOMING: i64 = 1000;
 /// - `honker_schedule_pause(name)`, `honker_schedule_resume(name)` -> 1 (`cron.not_found` for
 ///   an unknown name).
 /// - `honker_schedules([n])` -> JSON array of every schedule with its next `n` (default 5) fire
-///   times.
+///   times, and `last_error` (non-null when a tick paused the schedule because the queue
+///   refused its job).
 /// - `honker_cron_next(cron, after_ms[, tz[, n]])` -> the next fire time after `after_ms`
 ///   (INTEGER, NULL if none), or with `n` a JSON array of the next `n`. Marked deterministic:
 ///   it reads nothing but its arguments (the zone database is compiled in).
 /// - `honker_cron_tick([now_ms])` -> JSON array `[{"schedule":..,"fire_ms":..,"job_id":..}]` of
-///   the boundaries it fired (`now_ms` defaults to the system clock).
+///   the boundaries it fired (`now_ms` defaults to the system clock). A schedule whose job the
+///   queue refuses is paused instead of fired, and is not in the array (see
+///   [`tick`](crate::tick())).
 ///
 /// # Errors
 ///
