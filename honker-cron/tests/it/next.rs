@@ -518,6 +518,11 @@ fn next_agrees_with_a_minute_by_minute_walk_around_every_transition() {
         "0 * * * *",
         "0 0 * * *",
         "30 2 8 3 *",
+        "30 2 29 3 *",
+        "30 2 * 3 SUN#5",
+        "15 2 * * SUN#1",
+        "0 1 L * *",
+        "0 2 15W * *",
     ];
     let day = 86_400_000;
     for (tz, start) in windows {
