@@ -204,3 +204,47 @@ fn time_based_auto_commit_saves_progress_before_the_next_event() {
         Some(offs[0])
     );
 }
+
+#[test]
+fn payloads_no_reader_can_parse_are_refused_and_old_ones_stay_readable() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    // Valid JSON grammar, but out of a double's range or with a lone surrogate: serde_json and
+    // Go's encoding/json refuse these, so each would poison every read that embeds it.
+    for bad in ["1e400", r#"[-1e309]"#, r#"{"s":"\ud800"}"#] {
+        let e = conn
+            .query_row("SELECT honker_publish('t', ?1)", [bad], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("honker: payload.not_json: "),
+            "{bad}: {e}"
+        );
+        let e = conn
+            .query_row("SELECT honker_notify('c', ?1)", [bad], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("honker: payload.not_json: "),
+            "{bad}: {e}"
+        );
+    }
+    assert_eq!(
+        value::<i64>(&conn, "SELECT count(*) FROM honker_streams"),
+        0
+    );
+    // A row that a build before this check let in (written here around honker) is embedded as
+    // a JSON string, so the read stays parseable.
+    let ok: i64 = value(&conn, r#"SELECT honker_publish('t', '{"n":1}')"#);
+    conn.execute(
+        r#"INSERT INTO honker_streams (topic, payload, created_ms) VALUES ('t', '1e400', 0)"#,
+        [],
+    )
+    .unwrap();
+    let events = json(&conn, "SELECT honker_read('t', 0, 10)");
+    assert_eq!(events[0]["offset"], ok);
+    assert_eq!(events[0]["payload"]["n"], 1);
+    assert_eq!(events[1]["payload"], "1e400");
+}
