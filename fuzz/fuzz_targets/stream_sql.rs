@@ -202,8 +202,7 @@ fn check(conn: &Connection, op: &Op) {
             if let Some(k) = key {
                 args.push(k.to_sql());
             }
-            let payload_ok =
-                text(&args[1]).is_some_and(|p| serde_json::from_str::<Json>(p).is_ok());
+            let payload_ok = text(&args[1]).is_some_and(honker_fuzz::payload_ok);
             let key_ok = args.get(2).is_none_or(|k| {
                 matches!(k, SqlValue::Null)
                     || text(k).is_some_and(|t| t.len() <= 256 && !t.contains('\0'))

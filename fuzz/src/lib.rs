@@ -32,3 +32,20 @@ pub fn temp_db() -> (tempfile::TempDir, Connection) {
     let conn = honker_core::open(dir.path().join("fuzz.db")).expect("open");
     (dir, conn)
 }
+
+/// Whether honker takes `payload`: an oracle written apart from `check_json`. It is what
+/// serde_json parses into a `Value` (numbers in a double's range, no lone surrogates), nested
+/// at most `MAX_PAYLOAD_DEPTH` levels, and no larger than the default limit.
+pub fn payload_ok(payload: &str) -> bool {
+    use honker_core::payload::{DEFAULT_MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH};
+    use serde_json::Value;
+    fn depth(v: &Value) -> u32 {
+        match v {
+            Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    payload.len() <= DEFAULT_MAX_PAYLOAD_BYTES
+        && serde_json::from_str::<Value>(payload).is_ok_and(|v| depth(&v) <= MAX_PAYLOAD_DEPTH)
+}

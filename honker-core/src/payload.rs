@@ -5,13 +5,19 @@ use crate::error::{Error, Result};
 /// The default payload limit: 1 MiB of JSON text.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 
+/// How deep a payload may nest arrays and objects. Reads embed a payload two levels down
+/// (`[{"payload": ...}]`), and serde_json, the strictest reader among the bindings, refuses
+/// documents nested deeper than 128; 64 leaves room for any wrapper a binding adds.
+pub const MAX_PAYLOAD_DEPTH: u32 = 64;
+
 /// Check that `payload` is one JSON value of at most `limit` bytes that every consumer can read.
 ///
 /// The size is checked first so an oversized payload is refused without parsing it. Beyond the
-/// JSON grammar, every number must fit an IEEE double and every string escape must be a valid
-/// code point (no lone surrogate, I-JSON's rules): `1e400` is valid JSON text, but Rust's
+/// JSON grammar (RFC 8259), every number must fit an IEEE double and every string escape must
+/// be a valid code point (no lone surrogate), as I-JSON (RFC 7493) asks, and arrays and objects
+/// may nest at most [`MAX_PAYLOAD_DEPTH`] levels. `1e400` is valid JSON text, but Rust's
 /// serde_json and Go's encoding/json refuse it, so one such payload would make every read that
-/// embeds it unparsable for those bindings. Nesting is limited to 128 levels.
+/// embeds it unparsable for those bindings.
 ///
 /// # Errors
 ///
@@ -23,67 +29,88 @@ pub fn check_json(payload: &str, limit: usize) -> Result<()> {
             limit,
         });
     }
-    serde_json::from_str::<Readable>(payload)
-        .map(|_| ())
-        .map_err(|source| Error::PayloadNotJson { source })
+    let not_json = |source| Error::PayloadNotJson { source };
+    let mut de = serde_json::Deserializer::from_str(payload);
+    serde::de::DeserializeSeed::deserialize(Readable(MAX_PAYLOAD_DEPTH), &mut de)
+        .map_err(not_json)?;
+    de.end().map_err(not_json)
 }
 
-/// A JSON value read through in full, without being kept: unlike `IgnoredAny`, which skips
-/// numbers and strings unchecked, it makes serde_json convert every number and decode every
-/// string, which refuses out-of-range numbers and lone surrogates.
-struct Readable;
+/// Reads one JSON value through in full without keeping it, with this many more levels of
+/// arrays and objects allowed. Unlike `IgnoredAny`, which skips numbers and strings unchecked,
+/// it makes serde_json convert every number and decode every string, which refuses
+/// out-of-range numbers and lone surrogates.
+#[derive(Clone, Copy)]
+struct Readable(u32);
 
-impl<'de> serde::Deserialize<'de> for Readable {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Readable, D::Error> {
-        d.deserialize_any(Readable)
+impl Readable {
+    fn inner<E: serde::de::Error>(self) -> std::result::Result<Readable, E> {
+        match self.0.checked_sub(1) {
+            Some(left) => Ok(Readable(left)),
+            None => Err(E::custom(format_args!(
+                "nested deeper than {MAX_PAYLOAD_DEPTH} levels"
+            ))),
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Readable {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for Readable {
-    type Value = Readable;
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> std::result::Result<Readable, E> {
-        Ok(Readable)
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+        Ok(())
     }
 
-    fn visit_i64<E>(self, _: i64) -> std::result::Result<Readable, E> {
-        Ok(Readable)
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+        Ok(())
     }
 
-    fn visit_u64<E>(self, _: u64) -> std::result::Result<Readable, E> {
-        Ok(Readable)
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+        Ok(())
     }
 
-    fn visit_f64<E>(self, _: f64) -> std::result::Result<Readable, E> {
-        Ok(Readable)
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+        Ok(())
     }
 
-    fn visit_str<E>(self, _: &str) -> std::result::Result<Readable, E> {
-        Ok(Readable)
+    fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+        Ok(())
     }
 
-    fn visit_unit<E>(self) -> std::result::Result<Readable, E> {
-        Ok(Readable)
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        Ok(())
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(
         self,
         mut seq: A,
-    ) -> std::result::Result<Readable, A::Error> {
-        while seq.next_element::<Readable>()?.is_some() {}
-        Ok(Readable)
+    ) -> std::result::Result<(), A::Error> {
+        let inner = self.inner()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(
         self,
         mut map: A,
-    ) -> std::result::Result<Readable, A::Error> {
-        while map.next_entry::<Readable, Readable>()?.is_some() {}
-        Ok(Readable)
+    ) -> std::result::Result<(), A::Error> {
+        let inner = self.inner()?;
+        while map.next_key_seed(inner)?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
     }
 }
 
@@ -127,21 +154,35 @@ mod tests {
     }
 
     #[test]
-    fn check_json_accepts_exactly_what_serde_json_values_accept() {
-        let deep_ok = format!("{}{}", "[".repeat(127), "]".repeat(127));
-        let too_deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+    fn check_json_agrees_with_serde_json_values_up_to_the_depth_limit() {
         for text in [
-            deep_ok.as_str(),
-            too_deep.as_str(),
             "1e400",
             "-0",
             "1E+2",
             "[1,]",
+            r#"{"a":{"b":[{}]}}"#,
+            "\"\\ud800\"",
         ] {
             assert_eq!(
                 check_json(text, usize::MAX).is_ok(),
                 serde_json::from_str::<serde_json::Value>(text).is_ok(),
-                "{text:.40}"
+                "{text}"
+            );
+        }
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        check_json(&nested(MAX_PAYLOAD_DEPTH as usize), usize::MAX).unwrap();
+        let deep = format!(r#"{{"a":{}}}"#, nested(MAX_PAYLOAD_DEPTH as usize - 1));
+        check_json(&deep, usize::MAX).unwrap();
+        for too_deep in [
+            nested(MAX_PAYLOAD_DEPTH as usize + 1),
+            format!(r#"{{"a":{}}}"#, nested(MAX_PAYLOAD_DEPTH as usize)),
+            nested(10_000),
+        ] {
+            let e = check_json(&too_deep, usize::MAX).unwrap_err();
+            assert_eq!(e.code(), "payload.not_json");
+            assert!(
+                e.to_string().contains("nested deeper than 64 levels"),
+                "{e}"
             );
         }
     }

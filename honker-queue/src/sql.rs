@@ -414,10 +414,14 @@ fn payload_array(text: &str) -> Result<Vec<String>> {
     Ok(items.iter().map(Value::to_string).collect())
 }
 
-/// A stored payload as a JSON value (a row written around honker that is not JSON becomes a
-/// JSON string, so the output stays valid).
+/// A stored payload as a JSON value. A row written around honker that fails the payload check
+/// (not JSON, or JSON some reader cannot parse) becomes a JSON string, so the output stays
+/// readable everywhere.
 fn embed(payload: &str) -> Value {
-    serde_json::from_str(payload).unwrap_or_else(|_| Value::String(payload.to_owned()))
+    honker_core::payload::check_json(payload, usize::MAX)
+        .ok()
+        .and_then(|()| serde_json::from_str(payload).ok())
+        .unwrap_or_else(|| Value::String(payload.to_owned()))
 }
 
 fn claimed_json(jobs: &[ClaimedJob]) -> String {

@@ -235,6 +235,24 @@ fn payloads_no_reader_can_parse_are_refused_and_old_ones_stay_readable() {
         value::<i64>(&conn, "SELECT count(*) FROM honker_streams"),
         0
     );
+    // Nesting is limited so that a read embedding the payload stays within serde_json's
+    // 128 levels.
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let e = conn
+        .query_row("SELECT honker_publish('t', ?1)", [nested(65)], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("nested deeper than 64 levels"),
+        "{e}"
+    );
+    conn.query_row("SELECT honker_notify('c', ?1)", [nested(64)], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap();
+    let listened = json(&conn, "SELECT honker_listen('c', 0, 10)");
+    assert_eq!(listened.as_array().unwrap().len(), 1);
     // A row that a build before this check let in (written here around honker) is embedded as
     // a JSON string, so the read stays parseable.
     let ok: i64 = value(&conn, r#"SELECT honker_publish('t', '{"n":1}')"#);
