@@ -141,18 +141,22 @@ fn scheduler_logs_each_fire_and_pauses_a_schedule_whose_job_is_refused() {
         "tiny",
         "[1,2,3]",
     ]);
-    let options = ok(&[
-        "queue",
-        "configure",
-        "--db",
-        db,
-        "--queue",
-        "tiny",
-        "--set",
-        r#"{"max_payload_bytes":2}"#,
-    ]);
-    let options: serde_json::Value = serde_json::from_str(options.trim()).unwrap();
-    assert_eq!(options["max_payload_bytes"], 2);
+    let set_limit = |bytes: u32| {
+        let set = format!(r#"{{"max_payload_bytes":{bytes}}}"#);
+        let shown = ok(&[
+            "queue",
+            "configure",
+            "--db",
+            db,
+            "--queue",
+            "tiny",
+            "--set",
+            &set,
+        ]);
+        let options: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
+        assert_eq!(options["max_payload_bytes"], bytes, "{shown}");
+    };
+    set_limit(2);
 
     let log = ok(&["scheduler", "--db", db, "--for-ms", "1000"]);
     let fired = log
@@ -176,16 +180,7 @@ fn scheduler_logs_each_fire_and_pauses_a_schedule_whose_job_is_refused() {
     let ls = ok(&["cron", "--db", db, "ls"]);
     assert!(ls.contains("refused"), "{ls}");
     assert!(ls.contains("paused by a tick: payload.too_large: "), "{ls}");
-    ok(&[
-        "queue",
-        "configure",
-        "--db",
-        db,
-        "--queue",
-        "tiny",
-        "--set",
-        r#"{"max_payload_bytes":1024}"#,
-    ]);
+    set_limit(1024);
     ok(&["cron", "--db", db, "resume", "big"]);
     let log = ok(&["scheduler", "--db", db, "--for-ms", "400"]);
     assert!(log.lines().any(|l| l.starts_with("fired big at ")), "{log}");
