@@ -84,9 +84,12 @@ impl From<rusqlite::Error> for Error {
 }
 
 impl From<Error> for rusqlite::Error {
+    /// `honker: <code>: <message>`; `SQLITE_BUSY` passes through untouched, also from a
+    /// wrapped queue error.
     fn from(e: Error) -> rusqlite::Error {
         match e {
             Error::Core(core) => core.into(),
+            Error::Queue(queue) => queue.into(),
             other => honker_core::sql::sql_error(other.code(), &other, None),
         }
     }
@@ -94,3 +97,36 @@ impl From<Error> for rusqlite::Error {
 
 /// A `Result` with honker-cron's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_passes_through_to_sql_from_a_wrapped_queue_error_too() {
+        let busy = || {
+            honker_core::Error::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                None,
+            ))
+        };
+        for e in [
+            Error::Core(busy()),
+            Error::Queue(honker_queue::Error::Core(busy())),
+        ] {
+            let sql = rusqlite::Error::from(e);
+            assert_eq!(
+                sql.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy)
+            );
+        }
+        let refused = Error::Queue(honker_queue::Error::Core(
+            honker_core::Error::PayloadTooLarge { size: 9, limit: 4 },
+        ));
+        assert!(
+            rusqlite::Error::from(refused)
+                .to_string()
+                .starts_with("honker: payload.too_large: ")
+        );
+    }
+}
