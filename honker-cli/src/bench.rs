@@ -64,7 +64,7 @@ pub(crate) struct ListenerArgs {
 }
 
 /// A paced sender of `{"seq","sent_ns"}` payloads (notifications here, stream events in
-/// `bench_stream`).
+/// `bench_stream`, jobs in `bench_queue`).
 #[derive(Debug, Args)]
 pub(crate) struct PublisherArgs {
     #[arg(long)]

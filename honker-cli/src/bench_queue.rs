@@ -17,7 +17,7 @@ use clap::{Args, Subcommand};
 use honker_queue::{EnqueueOptions, Queue, Worker, WorkerOptions};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
-use crate::bench::{paced, report_with, say, sent_ns};
+use crate::bench::{PublisherArgs, paced, report_with, say, sent_ns};
 use crate::commands::open;
 use crate::stats::now_ns;
 
@@ -60,15 +60,11 @@ pub(crate) struct WorkerArgs {
     timeout_ms: u64,
 }
 
+/// The paced sender's flags, sending jobs.
 #[derive(Debug, Args)]
 pub(crate) struct ProducerArgs {
-    #[arg(long)]
-    db: PathBuf,
-    #[arg(long)]
-    count: usize,
-    /// Mean microseconds between jobs (each gap jittered by up to +-25%).
-    #[arg(long, default_value_t = 1300)]
-    interval_us: u64,
+    #[command(flatten)]
+    send: PublisherArgs,
     /// Baseline: a raw INSERT of the same row.
     #[arg(long)]
     raw: bool,
@@ -205,18 +201,26 @@ fn worker(a: &WorkerArgs) -> Result<ExitCode> {
 }
 
 fn producer(a: &ProducerArgs) -> Result<ExitCode> {
-    let conn = open(&a.db)?;
+    let conn = open(&a.send.db)?;
     let q = Queue::new(QUEUE)?;
-    paced(a.count, a.interval_us, 0x5eed, |_, payload, sent| {
-        if a.raw {
-            conn.prepare_cached(RAW_INSERT)?
-                .execute(params![QUEUE, payload, sent / 1_000_000])?;
-        } else {
-            q.enqueue(&conn, payload, &EnqueueOptions::default())?;
-        }
-        Ok(())
-    })?;
-    say(&format!("result sent={}", a.count))?;
+    paced(
+        a.send.count,
+        a.send.interval_us,
+        0x5eed,
+        |_, payload, sent| {
+            if a.raw {
+                conn.prepare_cached(RAW_INSERT)?.execute(params![
+                    QUEUE,
+                    payload,
+                    sent / 1_000_000
+                ])?;
+            } else {
+                q.enqueue(&conn, payload, &EnqueueOptions::default())?;
+            }
+            Ok(())
+        },
+    )?;
+    say(&format!("result sent={}", a.send.count))?;
     Ok(ExitCode::SUCCESS)
 }
 
