@@ -155,17 +155,41 @@ struct Latency {
     max: f64,
 }
 
+/// One figure's samples: honker's and its raw baseline's, one entry per run each.
+#[derive(Debug)]
+struct Paired<T> {
+    honker: Vec<T>,
+    raw: Vec<T>,
+}
+
+impl<T> Default for Paired<T> {
+    fn default() -> Self {
+        Paired {
+            honker: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
+}
+
+impl<T> Paired<T> {
+    /// Record one run's sample, honker's or (`raw`) the baseline's.
+    fn push(&mut self, raw: bool, sample: T) {
+        if raw {
+            self.raw.push(sample);
+        } else {
+            self.honker.push(sample);
+        }
+    }
+}
+
 /// Everything measured, one entry per run.
 #[derive(Debug, Default)]
 struct Samples {
-    cross: Vec<Latency>,
-    cross_raw: Vec<Latency>,
+    cross: Paired<Latency>,
     /// Same process, from before the write (commit included).
-    same: Vec<Latency>,
-    same_raw: Vec<Latency>,
+    same: Paired<Latency>,
     /// Same process, from the end of the commit: the wake itself.
-    same_wake: Vec<Latency>,
-    same_wake_raw: Vec<Latency>,
+    same_wake: Paired<Latency>,
     idle_parked: Vec<f64>,
     idle_open: Vec<f64>,
     idle_raw: Vec<f64>,
@@ -198,11 +222,7 @@ impl Bench {
                     &format!("cross-process wake{}", suffix(raw)),
                     &lat(&l),
                 );
-                if raw {
-                    s.cross_raw.push(l);
-                } else {
-                    s.cross.push(l);
-                }
+                s.cross.push(raw, l);
             }
             for raw in order(flip) {
                 let (incl, wake) = self.same_process(run, raw)?;
@@ -211,13 +231,8 @@ impl Bench {
                     &format!("same-process wake from commit{}", suffix(raw)),
                     &lat(&wake),
                 );
-                if raw {
-                    s.same_raw.push(incl);
-                    s.same_wake_raw.push(wake);
-                } else {
-                    s.same.push(incl);
-                    s.same_wake.push(wake);
-                }
+                s.same.push(raw, incl);
+                s.same_wake.push(raw, wake);
             }
             let (parked, open, raw, source) = self.idle(run)?;
             s.cpu_source = source;
@@ -613,8 +628,8 @@ impl Samples {
             };
             rows.push(lat_row(
                 &format!("cross-process wake {name} (DataVersion 1 ms, commit incl.)"),
-                med(&self.cross, f),
-                med(&self.cross_raw, f),
+                med(&self.cross.honker, f),
+                med(&self.cross.raw, f),
                 target,
             ));
         }
@@ -622,15 +637,15 @@ impl Samples {
             let target = (name == "p50").then_some(0.05);
             rows.push(lat_row(
                 &format!("same-process wake {name}, commit -> listener (Hub kick)"),
-                med(&self.same_wake, f),
-                med(&self.same_wake_raw, f),
+                med(&self.same_wake.honker, f),
+                med(&self.same_wake.raw, f),
                 target,
             ));
         }
         rows.push(lat_row(
             "same-process wake p50, commit incl.",
-            med(&self.same, fields[0].1),
-            med(&self.same_raw, fields[0].1),
+            med(&self.same.honker, fields[0].1),
+            med(&self.same.raw, fields[0].1),
             None,
         ));
         let raw_idle = median(&self.idle_raw);
@@ -766,7 +781,7 @@ impl Samples {
         for (i, backend) in WAKE_BACKENDS.iter().enumerate() {
             for (name, f) in fields {
                 let v = med(&self.wake[i], f);
-                let b = med(&self.cross_raw, f);
+                let b = med(&self.cross.raw, f);
                 let target_ms = (*backend == "kernel" && name == "p50").then_some(0.15);
                 rows.push(Row {
                     figure: format!("wake {backend}: cross-process {name} (commit incl.)"),
@@ -905,19 +920,13 @@ Queue (honker-queue, driven through `honker bench-queue-*` processes):
 /// Everything the queue rows need, one entry per run.
 #[derive(Debug, Default)]
 struct QueueSamples {
-    latency: Vec<Latency>,
-    latency_raw: Vec<Latency>,
-    enqueue_1: Vec<f64>,
-    enqueue_1_raw: Vec<f64>,
-    enqueue_100: Vec<f64>,
-    enqueue_100_raw: Vec<f64>,
-    drain: Vec<f64>,
-    drain_raw: Vec<f64>,
-    /// `Queue::claim` + `Queue::ack` loops, by batch size (1, 128), and their raw baselines.
-    direct_1: Vec<f64>,
-    direct_1_raw: Vec<f64>,
-    direct_128: Vec<f64>,
-    direct_128_raw: Vec<f64>,
+    latency: Paired<Latency>,
+    enqueue_1: Paired<f64>,
+    enqueue_100: Paired<f64>,
+    drain: Paired<f64>,
+    /// `Queue::claim` + `Queue::ack` loops, by batch size (1, 128).
+    direct_1: Paired<f64>,
+    direct_128: Paired<f64>,
 }
 
 impl Bench {
@@ -930,11 +939,7 @@ impl Bench {
                 &format!("queue enqueue -> handler{}", suffix(raw)),
                 &lat(&l),
             );
-            if raw {
-                q.latency_raw.push(l);
-            } else {
-                q.latency.push(l);
-            }
+            q.latency.push(raw, l);
         }
         for batch in [1usize, 100] {
             for raw in order(flip) {
@@ -944,13 +949,12 @@ impl Bench {
                     &format!("queue enqueue, {batch} per transaction{}", suffix(raw)),
                     &format!("{ops:.0} jobs/s"),
                 );
-                let v = match (batch, raw) {
-                    (1, false) => &mut q.enqueue_1,
-                    (1, true) => &mut q.enqueue_1_raw,
-                    (_, false) => &mut q.enqueue_100,
-                    (_, true) => &mut q.enqueue_100_raw,
+                let v = if batch == 1 {
+                    &mut q.enqueue_1
+                } else {
+                    &mut q.enqueue_100
                 };
-                v.push(ops);
+                v.push(raw, ops);
             }
         }
         for raw in order(flip) {
@@ -960,11 +964,7 @@ impl Bench {
                 &format!("queue claim + ack via Worker{}", suffix(raw)),
                 &format!("{ops:.0} jobs/s"),
             );
-            if raw {
-                q.drain_raw.push(ops);
-            } else {
-                q.drain.push(ops);
-            }
+            q.drain.push(raw, ops);
         }
         for batch in [1usize, 128] {
             for raw in order(flip) {
@@ -974,13 +974,12 @@ impl Bench {
                     &format!("queue claim {batch} + ack {batch}{}", suffix(raw)),
                     &format!("{ops:.0} jobs/s"),
                 );
-                let v = match (batch, raw) {
-                    (1, false) => &mut q.direct_1,
-                    (1, true) => &mut q.direct_1_raw,
-                    (_, false) => &mut q.direct_128,
-                    (_, true) => &mut q.direct_128_raw,
+                let v = if batch == 1 {
+                    &mut q.direct_1
+                } else {
+                    &mut q.direct_128
                 };
-                v.push(ops);
+                v.push(raw, ops);
             }
         }
         Ok(())
@@ -1072,7 +1071,7 @@ fn p50_p99_rows(
 
 impl QueueSamples {
     fn rows(&self, rows: &mut Vec<Row>, lat_row: LatRow<'_>) {
-        if self.latency.is_empty() {
+        if self.latency.honker.is_empty() {
             return;
         }
         p50_p99_rows(
@@ -1082,11 +1081,11 @@ impl QueueSamples {
                 "queue enqueue commit -> handler start p50 (cross-process, depth 0-1)",
                 "queue enqueue commit -> handler start p99",
             ],
-            (&self.latency, &self.latency_raw),
+            (&self.latency.honker, &self.latency.raw),
             1.0,
         );
-        let ops_row = |figure: &str, v: &[f64], b: &[f64], min_ratio: f64| {
-            let (v, b) = (median(v), median(b));
+        let ops_row = |figure: &str, p: &Paired<f64>, min_ratio: f64| {
+            let (v, b) = (median(&p.honker), median(&p.raw));
             Row {
                 figure: figure.into(),
                 value: format!("{v:.0} jobs/s"),
@@ -1099,31 +1098,26 @@ impl QueueSamples {
         rows.push(ops_row(
             "queue enqueue, 1 job per transaction",
             &self.enqueue_1,
-            &self.enqueue_1_raw,
             0.8,
         ));
         rows.push(ops_row(
             "queue enqueue, 100 jobs per transaction",
             &self.enqueue_100,
-            &self.enqueue_100_raw,
             0.5,
         ));
         rows.push(ops_row(
             "queue claim 1 + ack 1 (Queue::claim/ack, two transactions per job)",
             &self.direct_1,
-            &self.direct_1_raw,
             0.7,
         ));
         rows.push(ops_row(
             "queue claim 128 + ack 128 (Queue::claim/ack_batch)",
             &self.direct_128,
-            &self.direct_128_raw,
             0.6,
         ));
         rows.push(ops_row(
             "queue claim + ack via Worker (1 thread, batch 1, two transactions per job)",
             &self.drain,
-            &self.drain_raw,
             0.7,
         ));
     }
@@ -1167,8 +1161,7 @@ Streams (honker-stream, driven through `honker bench-stream-*` processes):
 /// Everything the stream rows need, one entry per run.
 #[derive(Debug, Default)]
 struct StreamSamples {
-    latency: Vec<Latency>,
-    latency_raw: Vec<Latency>,
+    latency: Paired<Latency>,
 }
 
 impl Bench {
@@ -1192,11 +1185,7 @@ impl Bench {
                 &format!("stream publish -> subscriber{}", suffix(raw)),
                 &lat(&l),
             );
-            if raw {
-                st.latency_raw.push(l);
-            } else {
-                st.latency.push(l);
-            }
+            st.latency.push(raw, l);
         }
         Ok(())
     }
@@ -1204,7 +1193,7 @@ impl Bench {
 
 impl StreamSamples {
     fn rows(&self, rows: &mut Vec<Row>, lat_row: LatRow<'_>) {
-        if self.latency.is_empty() {
+        if self.latency.honker.is_empty() {
             return;
         }
         p50_p99_rows(
@@ -1214,7 +1203,7 @@ impl StreamSamples {
                 "stream publish -> subscriber delivery p50 (cross-process, commit incl.)",
                 "stream publish -> subscriber delivery p99",
             ],
-            (&self.latency, &self.latency_raw),
+            (&self.latency.honker, &self.latency.raw),
             1.0,
         );
     }
