@@ -286,6 +286,14 @@ impl WakeSource for ManualWake {
     }
 }
 
+/// A manual wake is also a provider that hands out itself for every file: code under test
+/// that asks for the wake source of its database gets the one the test kicks.
+impl WakeProvider for ManualWake {
+    fn wake_for(&self, _db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
+        Ok(Arc::new(self.clone()))
+    }
+}
+
 /// The process-wide hook that same-process writers call after their commit.
 static KICK_HOOK: OnceLock<fn(&Path)> = OnceLock::new();
 

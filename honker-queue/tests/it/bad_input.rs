@@ -12,20 +12,8 @@ use crate::util::{TempDb, queue_at_t0, snapshot};
 pub(crate) fn sql_conn(db: &TempDb) -> Connection {
     let conn = db.open();
     let wake = ManualWake::new();
-    honker_queue::sql::register(&conn, Arc::new(Provider(wake))).unwrap();
+    honker_queue::sql::register(&conn, Arc::new(wake)).unwrap();
     conn
-}
-
-#[derive(Debug)]
-struct Provider(ManualWake);
-
-impl honker_core::WakeProvider for Provider {
-    fn wake_for(
-        &self,
-        _: &std::path::Path,
-    ) -> Result<Arc<dyn honker_core::WakeSource>, honker_core::WakeError> {
-        Ok(Arc::new(self.0.clone()))
-    }
 }
 
 /// Run `sql` and check it fails with `code` and writes nothing.

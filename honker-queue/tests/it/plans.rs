@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use honker_core::{ManualWake, WakeError, WakeProvider, WakeSource};
+use honker_core::ManualWake;
 use honker_queue::{
     EnqueueOptions, JobId, LeaseToken, QueueOptionsPatch, cancel, get_result, job, lock_acquire,
     lock_release, lock_renew, rate_limit, save_result,
@@ -22,15 +22,6 @@ fn record(event: rusqlite::trace::TraceEvent<'_>) {
         // Parameters expanded, so the plan is the one of the values really used.
         let sql = stmt.expanded_sql().unwrap_or_else(|| sql.to_owned());
         SEEN.lock().unwrap().push(sql);
-    }
-}
-
-#[derive(Debug)]
-struct Provider(ManualWake);
-
-impl WakeProvider for Provider {
-    fn wake_for(&self, _: &std::path::Path) -> Result<Arc<dyn WakeSource>, WakeError> {
-        Ok(Arc::new(self.0.clone()))
     }
 }
 
@@ -143,7 +134,7 @@ fn plan(conn: &Connection, sql: &str) -> Vec<String> {
 fn every_queue_statement_uses_an_index() {
     let db = TempDb::new();
     let conn = db.open();
-    honker_queue::sql::register(&conn, Arc::new(Provider(ManualWake::new()))).unwrap();
+    honker_queue::sql::register(&conn, Arc::new(ManualWake::new())).unwrap();
     conn.trace_v2(
         rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
         Some(record),

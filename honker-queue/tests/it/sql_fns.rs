@@ -5,24 +5,15 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use honker_core::{ManualWake, WakeError, WakeProvider, WakeSource};
+use honker_core::{ManualWake, WakeSource};
 use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::util::{TempDb, rows};
 
-#[derive(Debug)]
-pub(crate) struct Provider(pub(crate) ManualWake);
-
-impl WakeProvider for Provider {
-    fn wake_for(&self, _: &std::path::Path) -> Result<Arc<dyn WakeSource>, WakeError> {
-        Ok(Arc::new(self.0.clone()))
-    }
-}
-
 fn sql_conn(db: &TempDb, wake: &ManualWake) -> Connection {
     let conn = db.open();
-    honker_queue::sql::register(&conn, Arc::new(Provider(wake.clone()))).unwrap();
+    honker_queue::sql::register(&conn, Arc::new(wake.clone())).unwrap();
     conn
 }
 
@@ -211,7 +202,7 @@ fn claim_wait_is_woken_by_a_commit_on_another_connection() {
     let w = wake.clone();
     let waiter = thread::spawn(move || {
         let db_conn = honker_core::open(&path).unwrap();
-        honker_queue::sql::register(&db_conn, Arc::new(Provider(w))).unwrap();
+        honker_queue::sql::register(&db_conn, Arc::new(w)).unwrap();
         let started = Instant::now();
         let got: String = db_conn
             .query_row(
@@ -266,7 +257,7 @@ fn a_blocked_claim_wait_pins_no_wal_snapshot() {
     let w = wake.clone();
     let waiter = thread::spawn(move || {
         let c = honker_core::open(&path).unwrap();
-        honker_queue::sql::register(&c, Arc::new(Provider(w))).unwrap();
+        honker_queue::sql::register(&c, Arc::new(w)).unwrap();
         c.query_row(
             "SELECT honker_claim_wait('q', 'w', 1, NULL, 30000)",
             [],

@@ -11,15 +11,6 @@ use serde_json::Value;
 use crate::util::{TempDb, count};
 
 /// A provider that hands out one `ManualWake` for every file.
-#[derive(Debug, Clone, Default)]
-struct Manual(ManualWake);
-
-impl WakeProvider for Manual {
-    fn wake_for(&self, _db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
-        Ok(Arc::new(self.0.clone()))
-    }
-}
-
 fn sql_conn(db: &TempDb, wakes: Arc<dyn WakeProvider>) -> Connection {
     let conn = db.open();
     honker_core::sql::register(&conn).unwrap();
@@ -54,7 +45,7 @@ fn code(conn: &Connection, sql: &str) -> String {
 #[test]
 fn notify_and_listen_round_trip_with_embedded_payloads() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     let a = int(&conn, r#"SELECT honker_notify('c', '{"k": [1, "x"]}')"#);
     let b = int(&conn, "SELECT notify('c', '\"s\"')");
     let _ = int(&conn, "SELECT notify('other', 'null')");
@@ -84,7 +75,7 @@ fn notify_and_listen_round_trip_with_embedded_payloads() {
 #[test]
 fn bad_arguments_are_typed_errors_and_write_nothing() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     let big = format!("'\"{}\"'", "x".repeat(1024 * 1024));
     let cases = [
         ("SELECT honker_notify(1, '{}')", "arg.invalid"),
@@ -133,7 +124,7 @@ fn bad_arguments_are_typed_errors_and_write_nothing() {
 #[test]
 fn notify_in_a_rolled_back_transaction_is_gone() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     conn.execute_batch("BEGIN; SELECT honker_notify('c', '1'); SELECT notify('c', '2'); ROLLBACK;")
         .unwrap();
     assert_eq!(count(&conn), 0);
@@ -145,7 +136,7 @@ fn notify_in_a_rolled_back_transaction_is_gone() {
 #[test]
 fn a_failing_autocommit_notify_statement_writes_nothing() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     // The bad call is refused before its INSERT; the good one in the same statement was written
     // by a nested statement of its own, so check what autocommit gives for the whole statement.
     assert_eq!(
@@ -164,7 +155,7 @@ fn a_failing_autocommit_notify_statement_writes_nothing() {
 #[test]
 fn notify_from_a_trigger_follows_the_triggering_transaction() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     conn.execute_batch(
         "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT NOT NULL);
          CREATE TRIGGER orders_notify AFTER INSERT ON orders BEGIN
@@ -200,7 +191,7 @@ fn notify_from_a_trigger_follows_the_triggering_transaction() {
 #[test]
 fn prune_by_options_and_by_stored_policy() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     for _ in 0..10 {
         int(&conn, "SELECT honker_notify('c', '1')");
     }
@@ -233,7 +224,7 @@ fn prune_by_options_and_by_stored_policy() {
 #[test]
 fn listen_wait_is_refused_inside_a_transaction() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     conn.execute_batch("BEGIN").unwrap();
     assert_eq!(
         code(&conn, "SELECT honker_listen_wait('c', 0, 10, 10)"),
@@ -245,7 +236,7 @@ fn listen_wait_is_refused_inside_a_transaction() {
 #[test]
 fn listen_wait_returns_empty_at_timeout_and_at_once_when_rows_exist() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     assert_eq!(
         text(&conn, "SELECT honker_listen_wait('c', 0, 10, 20)"),
         "[]"
@@ -260,7 +251,7 @@ fn listen_wait_returns_empty_at_timeout_and_at_once_when_rows_exist() {
 #[test]
 fn listen_wait_is_woken_by_a_notify_from_another_connection() {
     let db = TempDb::new();
-    let manual = Manual::default();
+    let manual = ManualWake::new();
     let conn = sql_conn(&db, Arc::new(manual.clone()));
     let writer = sql_conn(&db, Arc::new(manual.clone()));
     let waiter = thread::spawn(move || {
@@ -271,7 +262,7 @@ fn listen_wait_is_woken_by_a_notify_from_another_connection() {
             .unwrap();
         (v, conn)
     });
-    while manual.0.waiters() == 0 {
+    while manual.waiters() == 0 {
         thread::yield_now();
     }
     // Blocked without a read transaction: a checkpoint can truncate the WAL meanwhile.
@@ -282,7 +273,7 @@ fn listen_wait_is_woken_by_a_notify_from_another_connection() {
         })
         .unwrap();
     assert_eq!(busy, 0, "a reader pinned the WAL while blocked");
-    manual.0.kick();
+    manual.kick();
     let (v, _conn) = waiter.join().unwrap();
     let v: Value = serde_json::from_str(&v).unwrap();
     assert_eq!(v[0]["id"], id);
@@ -292,7 +283,7 @@ fn listen_wait_is_woken_by_a_notify_from_another_connection() {
 #[test]
 fn notifies_in_one_writing_statement_are_all_or_nothing() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     conn.execute_batch("CREATE TABLE sent (id INTEGER)")
         .unwrap();
     let e = conn

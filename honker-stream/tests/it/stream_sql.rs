@@ -1,26 +1,16 @@
 //! The stream SQL functions through a bundled rusqlite connection: transactions, the blocking
 //! `honker_read_wait`, policies and introspection.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use honker_core::{ManualWake, WakeError, WakeProvider, WakeSource};
+use honker_core::{ManualWake, WakeProvider, WakeSource};
 use honker_stream::{CommitMode, Offset, StartFrom, SubscribeOptions, Subscriber, read_wait};
 use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::util::{TempDb, now, soon};
-
-#[derive(Debug, Clone, Default)]
-struct Manual(ManualWake);
-
-impl WakeProvider for Manual {
-    fn wake_for(&self, _db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
-        Ok(Arc::new(self.0.clone()))
-    }
-}
 
 fn sql_conn(db: &TempDb, wakes: Arc<dyn WakeProvider>) -> Connection {
     let conn = db.open();
@@ -39,7 +29,7 @@ fn json(conn: &Connection, sql: &str) -> Value {
 #[test]
 fn effects_and_offset_commit_roll_back_together_in_sql() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     conn.execute_batch("CREATE TABLE seen (o INTEGER)").unwrap();
     let o: i64 = value(&conn, r#"SELECT honker_publish('t', '{"a":1}', 'key')"#);
     conn.execute_batch(&format!(
@@ -75,14 +65,14 @@ fn effects_and_offset_commit_roll_back_together_in_sql() {
 #[test]
 fn read_wait_blocks_until_a_publish_and_returns_empty_at_the_timeout() {
     let db = TempDb::new();
-    let wake = Manual::default();
+    let wake = ManualWake::new();
     let conn = sql_conn(&db, Arc::new(wake.clone()));
     assert_eq!(
         value::<String>(&conn, "SELECT honker_read_wait('w', 0, 10, 0)"),
         "[]"
     );
     let path = db.path();
-    let kicker = wake.0.clone();
+    let kicker = wake.clone();
     let publisher = thread::spawn(move || {
         let conn = honker_core::open(path).unwrap();
         // Publish only once the reader is asleep, so the event can only arrive by a wake.
@@ -100,14 +90,14 @@ fn read_wait_blocks_until_a_publish_and_returns_empty_at_the_timeout() {
     assert_eq!(rows[0]["offset"], o.get());
     assert_eq!(rows[0]["payload"], "hi");
     // The Rust API follows the same loop.
-    let got = read_wait(&conn, &wake.0, "w", Offset::ZERO, 10, now()).unwrap();
+    let got = read_wait(&conn, &wake, "w", Offset::ZERO, 10, now()).unwrap();
     assert_eq!(got.len(), 1);
 }
 
 #[test]
 fn removing_a_consumer_in_sql_lets_unforced_trims_pass_its_offset() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     for i in 0..4 {
         let _: i64 = value(&conn, &format!("SELECT honker_publish('t', '{i}')"));
     }
@@ -144,7 +134,7 @@ fn removing_a_consumer_in_sql_lets_unforced_trims_pass_its_offset() {
 #[test]
 fn configure_sets_the_policy_and_streams_lists_topics() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     let p = json(
         &conn,
         r#"SELECT honker_stream_configure('t', '{"max_events":2}')"#,
@@ -208,7 +198,7 @@ fn time_based_auto_commit_saves_progress_before_the_next_event() {
 #[test]
 fn payloads_no_reader_can_parse_are_refused_and_old_ones_stay_readable() {
     let db = TempDb::new();
-    let conn = sql_conn(&db, Arc::new(Manual::default()));
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
     // Valid JSON grammar, but out of a double's range or with a lone surrogate: serde_json and
     // Go's encoding/json refuse these, so each would poison every read that embeds it.
     for bad in ["1e400", r#"[-1e309]"#, r#"{"s":"\ud800"}"#] {
