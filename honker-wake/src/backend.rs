@@ -231,3 +231,44 @@ macro_rules! backend_handle {
 }
 
 pub(crate) use backend_handle;
+
+/// What the handle of a backend compiled out of this build holds: no value exists, so its
+/// [`backend_handle!`] methods can never run.
+#[cfg(any(not(feature = "kernel"), not(feature = "stat")))]
+#[derive(Debug)]
+pub(crate) enum NotCompiled {}
+
+#[cfg(any(not(feature = "kernel"), not(feature = "stat")))]
+impl NotCompiled {
+    pub(crate) fn path(&self) -> &std::path::Path {
+        match *self {}
+    }
+
+    pub(crate) fn waiters(&self) -> usize {
+        match *self {}
+    }
+
+    pub(crate) fn stats(&self) -> crate::WatcherStats {
+        match *self {}
+    }
+
+    pub(crate) fn has_failed(&self) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn epoch(&self) -> honker_core::Epoch {
+        match *self {}
+    }
+
+    pub(crate) fn wait_past(
+        &self,
+        _seen: honker_core::Epoch,
+        _deadline: Option<std::time::Instant>,
+    ) -> Result<honker_core::Epoch, honker_core::WakeError> {
+        match *self {}
+    }
+
+    pub(crate) fn kick(&self) {
+        match *self {}
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use honker_core::WakeError;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, NotCompiled, backend_handle};
 use crate::watch::Arm;
 
 /// Options of the Kernel backend (compiled out: enable the `kernel` feature).
@@ -31,8 +31,7 @@ impl Default for KernelOptions {
 
 /// The kernel-event backend, not compiled in this build: [`Kernel::start`] fails with
 /// [`WakeError::NotCompiled`]. Enable the `kernel` feature of honker-wake.
-#[derive(Debug)]
-pub struct Kernel(std::convert::Infallible);
+pub struct Kernel(NotCompiled);
 
 impl Kernel {
     /// Always fails: the backend is not compiled in.
@@ -48,45 +47,9 @@ impl Kernel {
     pub fn event_source() -> &'static str {
         "none"
     }
-
-    /// The watched file (never reached: no value of this type exists).
-    pub fn path(&self) -> &Path {
-        match self.0 {}
-    }
-
-    /// How many threads wait (never reached).
-    pub fn waiters(&self) -> usize {
-        match self.0 {}
-    }
-
-    /// The watcher's counters (never reached).
-    pub fn stats(&self) -> crate::WatcherStats {
-        match self.0 {}
-    }
-
-    /// Whether the watcher failed (never reached).
-    pub fn has_failed(&self) -> bool {
-        match self.0 {}
-    }
 }
 
-impl honker_core::WakeSource for Kernel {
-    fn epoch(&self) -> honker_core::Epoch {
-        match self.0 {}
-    }
-
-    fn wait_past(
-        &self,
-        _seen: honker_core::Epoch,
-        _deadline: Option<std::time::Instant>,
-    ) -> Result<honker_core::Epoch, WakeError> {
-        match self.0 {}
-    }
-
-    fn kick(&self) {
-        match self.0 {}
-    }
-}
+backend_handle!(Kernel);
 
 fn not_compiled() -> WakeError {
     WakeError::NotCompiled {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use honker_core::WakeError;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, NotCompiled, backend_handle};
 use crate::watch::Arm;
 
 /// Options of the StatPoll backend (compiled out: enable the `stat` feature).
@@ -30,8 +30,7 @@ impl Default for StatPollOptions {
 
 /// The `stat`-polling backend, not compiled in this build: [`StatPoll::start`] fails with
 /// [`WakeError::NotCompiled`]. Enable the `stat` feature of honker-wake.
-#[derive(Debug)]
-pub struct StatPoll(std::convert::Infallible);
+pub struct StatPoll(NotCompiled);
 
 impl StatPoll {
     /// Always fails: the backend is not compiled in.
@@ -42,45 +41,9 @@ impl StatPoll {
     pub fn start(_db_path: &Path, _opts: StatPollOptions) -> Result<StatPoll, WakeError> {
         Err(not_compiled())
     }
-
-    /// The watched file (never reached: no value of this type exists).
-    pub fn path(&self) -> &Path {
-        match self.0 {}
-    }
-
-    /// How many threads wait (never reached).
-    pub fn waiters(&self) -> usize {
-        match self.0 {}
-    }
-
-    /// The watcher's counters (never reached).
-    pub fn stats(&self) -> crate::WatcherStats {
-        match self.0 {}
-    }
-
-    /// Whether the watcher failed (never reached).
-    pub fn has_failed(&self) -> bool {
-        match self.0 {}
-    }
 }
 
-impl honker_core::WakeSource for StatPoll {
-    fn epoch(&self) -> honker_core::Epoch {
-        match self.0 {}
-    }
-
-    fn wait_past(
-        &self,
-        _seen: honker_core::Epoch,
-        _deadline: Option<std::time::Instant>,
-    ) -> Result<honker_core::Epoch, WakeError> {
-        match self.0 {}
-    }
-
-    fn kick(&self) {
-        match self.0 {}
-    }
-}
+backend_handle!(StatPoll);
 
 fn not_compiled() -> WakeError {
     WakeError::NotCompiled {
