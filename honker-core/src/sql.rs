@@ -128,6 +128,23 @@ pub fn arg_non_negative(ctx: &Context<'_>, i: usize, name: &'static str) -> rusq
     Ok(crate::at_least(name, arg_i64(ctx, i, name)?, 0)?)
 }
 
+/// Refuse a count of 0 for a blocking wait (`n`, `limit`): it could only ever return at the
+/// timeout, empty.
+///
+/// # Errors
+///
+/// `arg.invalid`, "must be >= 1 for a wait", when `count` is 0.
+pub fn nonzero_for_wait(name: &'static str, count: usize) -> rusqlite::Result<()> {
+    if count == 0 {
+        return Err(Error::InvalidArgument {
+            name,
+            reason: "must be >= 1 for a wait".into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Parse an options object: JSON text holding one object whose keys are all in `known`.
 ///
 /// An empty string or `NULL` (pass `None`) means no options.
@@ -273,6 +290,16 @@ pub fn context_connection<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_for_zero_rows_is_refused_with_its_reason() {
+        nonzero_for_wait("limit", 1).unwrap();
+        let e = nonzero_for_wait("limit", 0).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "honker: arg.invalid: invalid argument limit: must be >= 1 for a wait"
+        );
+    }
 
     #[test]
     fn parse_options_refuses_unknown_keys_and_non_objects() {

@@ -453,13 +453,7 @@ fn job_json(j: &JobInfo) -> Value {
 fn claim_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> {
     let (q, worker, n, lease) = claim_args(ctx)?;
     let timeout_ms = arg_non_negative(ctx, 4, "timeout_ms")?;
-    if n == 0 {
-        return Err(honker_core::Error::InvalidArgument {
-            name: "n",
-            reason: "must be >= 1 for a wait".into(),
-        }
-        .into());
-    }
+    honker_core::sql::nonzero_for_wait("n", n)?;
     if let Some(l) = lease {
         honker_core::at_least("lease_ms", l, 1)?;
     }

@@ -126,15 +126,9 @@ fn prune_from_options(conn: &Connection, options: Option<&str>) -> Result<i64> {
 fn listen_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> {
     let channel = arg_text(ctx, 0, "channel")?;
     let after_id = arg_i64(ctx, 1, "after_id")?;
-    let limit = arg_non_negative(ctx, 2, "limit")?;
+    let limit = to_usize(arg_non_negative(ctx, 2, "limit")?);
     let timeout_ms = arg_non_negative(ctx, 3, "timeout_ms")?;
-    if limit == 0 {
-        return Err(honker_core::Error::InvalidArgument {
-            name: "limit",
-            reason: "must be >= 1 for a wait".into(),
-        }
-        .into());
-    }
+    honker_core::sql::nonzero_for_wait("limit", limit)?;
     let conn = context_connection(ctx)?;
     honker_core::ensure_no_transaction(&conn).map_err(Error::from)?;
     let source = cache
@@ -144,7 +138,7 @@ fn listen_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String>
     loop {
         // DESIGN §2: sample, then look with a fresh statement, then sleep past the sample.
         let seen = source.epoch();
-        let rows = listen(&conn, &channel, after_id, to_usize(limit))?;
+        let rows = listen(&conn, &channel, after_id, limit)?;
         if !rows.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(json_array(&rows));
         }

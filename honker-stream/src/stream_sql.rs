@@ -150,13 +150,7 @@ fn read_args(ctx: &Context<'_>) -> rusqlite::Result<(String, Offset, usize)> {
 fn read_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> {
     let (topic, after, limit) = read_args(ctx)?;
     let timeout_ms = arg_non_negative(ctx, 3, "timeout_ms")?;
-    if limit == 0 {
-        return Err(honker_core::Error::InvalidArgument {
-            name: "limit",
-            reason: "must be >= 1 for a wait".into(),
-        }
-        .into());
-    }
+    honker_core::sql::nonzero_for_wait("limit", limit)?;
     check_topic(&topic)?;
     let conn = context_connection(ctx)?;
     honker_core::ensure_no_transaction(&conn).map_err(Error::from)?;
