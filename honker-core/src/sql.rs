@@ -240,6 +240,22 @@ impl WakeCache {
         Ok(source)
     }
 
+    /// What every blocking SQL function does before it waits on `conn`: refuse to run inside an
+    /// open transaction (its snapshot or lock would hide or block the commit waited for), then
+    /// the wake source of `conn`'s database file.
+    ///
+    /// # Errors
+    ///
+    /// `wait.in_transaction`; `db.not_file` for a database with no file; the provider's wake
+    /// error.
+    pub fn for_wait(
+        &self,
+        conn: &Connection,
+    ) -> crate::Result<std::sync::Arc<dyn crate::WakeSource>> {
+        crate::ensure_no_transaction(conn)?;
+        Ok(self.get(crate::db_file(conn)?)?)
+    }
+
     /// Drop the cached wake source, so the next [`get`](WakeCache::get) asks the provider again.
     pub fn forget(&self) {
         *self.source.lock().unwrap_or_else(|p| p.into_inner()) = None;

@@ -458,10 +458,7 @@ fn claim_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> 
         honker_core::at_least("lease_ms", l, 1)?;
     }
     let conn = context_connection(ctx)?;
-    honker_core::ensure_no_transaction(&conn).map_err(Error::from)?;
-    let source = cache
-        .get(honker_core::db_file(&conn).map_err(Error::from)?)
-        .map_err(Error::from)?;
+    let source = cache.for_wait(&conn)?;
     let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
     Ok(claimed_json(
         &wait_loop(&conn, &q, &*source, &worker, n, lease, deadline).inspect_err(|e| {

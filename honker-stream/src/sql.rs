@@ -130,10 +130,7 @@ fn listen_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String>
     let timeout_ms = arg_non_negative(ctx, 3, "timeout_ms")?;
     honker_core::sql::nonzero_for_wait("limit", limit)?;
     let conn = context_connection(ctx)?;
-    honker_core::ensure_no_transaction(&conn).map_err(Error::from)?;
-    let source = cache
-        .get(honker_core::db_file(&conn).map_err(Error::from)?)
-        .map_err(Error::from)?;
+    let source = cache.for_wait(&conn)?;
     let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
     loop {
         // DESIGN §2: sample, then look with a fresh statement, then sleep past the sample.

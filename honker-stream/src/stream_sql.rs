@@ -153,10 +153,7 @@ fn read_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> {
     honker_core::sql::nonzero_for_wait("limit", limit)?;
     check_topic(&topic)?;
     let conn = context_connection(ctx)?;
-    honker_core::ensure_no_transaction(&conn).map_err(Error::from)?;
-    let source = cache
-        .get(honker_core::db_file(&conn).map_err(Error::from)?)
-        .map_err(Error::from)?;
+    let source = cache.for_wait(&conn)?;
     let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
     match crate::stream::read_wait(&conn, source.as_ref(), &topic, after, limit, deadline) {
         Ok(events) => Ok(events_json(&events)),
