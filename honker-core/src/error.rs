@@ -100,11 +100,26 @@ pub enum Error {
         "cannot wait inside an open transaction: the snapshot or lock it holds would hide or block the commit being waited for"
     )]
     WaitInTransaction,
+    /// `honker_setup()` was called inside an open transaction: journal mode and synchronous
+    /// cannot change there.
+    #[error(
+        "honker_setup() cannot run inside an open transaction: call it right after opening the connection"
+    )]
+    SetupInTransaction,
+    /// A honker table is missing: the database was never migrated (an in-memory or temporary
+    /// database, where the extension does not migrate at load).
+    #[error(
+        "honker's tables are not in this database ({table} is missing): call honker_migrate() (or honker_setup()) once on it, or use a database file, which the extension migrates when it loads"
+    )]
+    NotMigrated {
+        /// The missing table.
+        table: String,
+    },
     /// The wake source failed.
     #[error(transparent)]
     Wake(#[from] WakeError),
     /// Any other SQLite error.
-    #[error("sqlite: {0}")]
+    #[error("{0}")]
     Sqlite(#[source] rusqlite::Error),
 }
 
@@ -124,8 +139,10 @@ impl Error {
             Error::InvalidArgument { .. } => "arg.invalid",
             Error::UnknownOption { .. } => "options.unknown",
             Error::WaitInTransaction => "wait.in_transaction",
+            Error::SetupInTransaction => "setup.in_transaction",
+            Error::NotMigrated { .. } => "schema.missing",
             Error::Wake(e) => e.code(),
-            Error::Sqlite(_) => "sqlite",
+            Error::Sqlite(_) => "db.sqlite",
         }
     }
 
@@ -148,9 +165,22 @@ impl From<rusqlite::Error> for Error {
             Some(ErrorCode::NotADatabase) => Error::NotDatabase {
                 path: PathBuf::new(),
             },
-            _ => Error::Sqlite(e),
+            _ => match missing_honker_table(&e) {
+                Some(table) => Error::NotMigrated { table },
+                None => Error::Sqlite(e),
+            },
         }
     }
+}
+
+/// The honker table named by a "no such table: honker_..." error.
+fn missing_honker_table(e: &rusqlite::Error) -> Option<String> {
+    let rusqlite::Error::SqliteFailure(_, Some(message)) = e else {
+        return None;
+    };
+    let table = message.strip_prefix("no such table: ")?;
+    let table = table.rsplit('.').next().unwrap_or(table);
+    table.starts_with("honker_").then(|| table.to_owned())
 }
 
 /// Check that argument `name` is at least `min`; returns it unchanged.

@@ -29,10 +29,13 @@
 //!   `db.not_file` wherever another connection must see the writes.
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
-// One audited `unsafe` lives in `sql::context_connection`: every crate's SQL functions need the
-// calling connection, and rusqlite exposes it only through an unsafe getter.
+// Audited `unsafe` lives in three places, each allowlisted by tidy: `sql::context_connection` (the
+// calling connection, which rusqlite exposes only through an unsafe getter), the per-connection
+// statement cache of `sql::functions` (a non-owning wrapper of the handle and the anchor virtual
+// table), and `conn::in_write_statement` (a walk of the connection's statements).
 #![deny(unsafe_code)]
 
+pub mod cancel;
 mod conn;
 mod error;
 pub mod payload;
@@ -42,8 +45,9 @@ mod time;
 mod wake;
 
 pub use crate::conn::{
-    BUSY_TIMEOUT, WAL_AUTOCHECKPOINT_PAGES, db_file, ensure_no_transaction, open, open_read_only,
-    prepare, write_atomically,
+    BUSY_TIMEOUT, Settings, WAL_AUTOCHECKPOINT_PAGES, db_file, ensure_no_transaction,
+    in_write_statement, journal_mode_note, nested_atomically, open, open_read_only, prepare,
+    settings, setup, write_atomically,
 };
 pub use crate::error::{Error, Result, at_least};
 pub use crate::time::{Clock, Millis, SettableClock, SystemClock};

@@ -2,6 +2,8 @@
 //! error form, the options-object parser, and the meta functions `honker_version()` and
 //! `honker_migrate()`.
 
+mod functions;
+
 use std::fmt;
 
 use rusqlite::functions::{Context, FunctionFlags};
@@ -9,6 +11,11 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode};
 
 use crate::error::Error;
+
+pub use self::functions::{
+    ANYWHERE, CacheStats, Call, DIRECT_ONLY, Handler, STATEMENT_CACHE_CAPACITY, SqlFunction,
+    cache_stats, register_functions,
+};
 
 /// An error raised by a honker SQL function; displays as `honker: <code>: <message>`.
 #[derive(Debug)]
@@ -242,18 +249,24 @@ impl WakeCache {
 
     /// What every blocking SQL function does before it waits on `conn`: refuse to run inside an
     /// open transaction (its snapshot or lock would hide or block the commit waited for), then
-    /// the wake source of `conn`'s database file.
+    /// the wake source of `conn`'s database file, which stops on
+    /// [`cancel`](crate::cancel::cancel) of `cancel_key` when one is given.
     ///
     /// # Errors
     ///
     /// `wait.in_transaction`; `db.not_file` for a database with no file; the provider's wake
-    /// error.
+    /// error; `wait.cancelled` when a cancel of `cancel_key` is pending.
     pub fn for_wait(
         &self,
         conn: &Connection,
+        cancel_key: Option<&str>,
     ) -> crate::Result<std::sync::Arc<dyn crate::WakeSource>> {
         crate::ensure_no_transaction(conn)?;
-        Ok(self.get(crate::db_file(conn)?)?)
+        let source = self.get(crate::db_file(conn)?)?;
+        Ok(match cancel_key {
+            Some(key) => std::sync::Arc::new(crate::cancel::cancellable(key, source)?),
+            None => source,
+        })
     }
 
     /// Drop the cached wake source, so the next [`get`](WakeCache::get) asks the provider again.
@@ -262,30 +275,71 @@ impl WakeCache {
     }
 }
 
-/// Register `honker_version()` and `honker_migrate()` on `conn`.
+/// The optional cancel key of a blocking function, its argument `i` (TEXT or NULL, or absent).
+///
+/// # Errors
+///
+/// `arg.invalid` when it is neither TEXT nor NULL, empty, or longer than
+/// [`cancel::MAX_KEY_LEN`](crate::cancel::MAX_KEY_LEN) bytes.
+pub fn arg_cancel_key(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    let key = arg_opt_text(ctx, i, "cancel_key")?;
+    if let Some(k) = &key {
+        if k.is_empty() || k.len() > crate::cancel::MAX_KEY_LEN {
+            return Err(bad_arg(
+                "cancel_key",
+                format!(
+                    "must be 1 to {} bytes, got {}",
+                    crate::cancel::MAX_KEY_LEN,
+                    k.len()
+                ),
+            ));
+        }
+    }
+    Ok(key)
+}
+
+/// The meta functions every connection gets.
+const FUNCTIONS: &[SqlFunction] = &[
+    SqlFunction::new(
+        "honker_version",
+        0,
+        FunctionFlags::SQLITE_DETERMINISTIC.union(FunctionFlags::SQLITE_INNOCUOUS),
+        |_| Ok(crate::VERSION.to_owned().into()),
+    ),
+    SqlFunction::new("honker_migrate", 0, DIRECT_ONLY, |call| {
+        Ok(crate::schema::migrate(call.conn())?.into())
+    }),
+    SqlFunction::new("honker_setup", 0, DIRECT_ONLY, |call| {
+        Ok(crate::setup(call.conn())?.to_json().into())
+    }),
+    SqlFunction::new("honker_wait_cancel", 1, DIRECT_ONLY, |call| {
+        let Some(key) = arg_cancel_key(call, 0)? else {
+            return Err(bad_arg("cancel_key", "must be TEXT, got NULL".into()));
+        };
+        Ok((crate::cancel::cancel(&key) as i64).into())
+    }),
+];
+
+/// Register the meta functions on `conn`:
+///
+/// - `honker_version()` -> TEXT: this build's version;
+/// - `honker_migrate()` -> INTEGER: create or migrate the schema, returning its version;
+/// - `honker_setup()` -> JSON object: apply what `honker_core::open` applies to the calling
+///   connection (`journal_mode=WAL` for a file, `synchronous=NORMAL`,
+///   `wal_autocheckpoint=10000`, `busy_timeout=5000`, `foreign_keys=ON`), migrate the schema, and
+///   return the settings now in force: `{"journal_mode":"wal","synchronous":"normal",
+///   "wal_autocheckpoint":10000,"busy_timeout_ms":5000,"foreign_keys":true}`. Inside an open
+///   transaction it refuses with `setup.in_transaction`;
+/// - `honker_wait_cancel(key)` -> INTEGER: stop every running wait of this process started with
+///   cancel key `key` (they fail with `wait.cancelled`), returning how many; when none is
+///   running, the next wait with `key` within 60 s fails at once. Call it from another connection
+///   (or thread) than the waiting one.
 ///
 /// # Errors
 ///
 /// SQLite's error when a function cannot be registered.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
-    conn.create_scalar_function(
-        "honker_version",
-        0,
-        FunctionFlags::SQLITE_UTF8
-            | FunctionFlags::SQLITE_DETERMINISTIC
-            | FunctionFlags::SQLITE_INNOCUOUS,
-        |_| Ok(crate::VERSION),
-    )?;
-    conn.create_scalar_function(
-        "honker_migrate",
-        0,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
-        |ctx| {
-            let conn = context_connection(ctx)?;
-            Ok(crate::schema::migrate(&conn)?)
-        },
-    )?;
-    Ok(())
+    register_functions(conn, None, FUNCTIONS)
 }
 
 /// The connection that called a SQL function, to run statements on it from inside the function.

@@ -58,6 +58,12 @@ pub enum WakeError {
         /// What failed.
         reason: String,
     },
+    /// The wait was cancelled through its cancel key ([`crate::cancel`]).
+    #[error("the wait with cancel key {key:?} was cancelled")]
+    Cancelled {
+        /// The cancel key the wait was started with.
+        key: String,
+    },
 }
 
 impl WakeError {
@@ -68,6 +74,7 @@ impl WakeError {
             WakeError::WatcherDied { .. } => "wake.watcher_died",
             WakeError::NotCompiled { .. } => "wake.not_compiled",
             WakeError::Start { .. } => "wake.start",
+            WakeError::Cancelled { .. } => "wait.cancelled",
         }
     }
 }

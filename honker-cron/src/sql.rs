@@ -4,7 +4,10 @@
 //! Errors read `honker: <code>: <message>`; `SQLITE_BUSY` passes through untouched. Every
 //! function checks all its arguments before it writes, so a refused call writes nothing.
 
-use honker_core::sql::{arg_i64, arg_non_negative, arg_opt_text, arg_text, context_connection};
+use honker_core::sql::{
+    ANYWHERE, Call, DIRECT_ONLY, SqlFunction, arg_i64, arg_non_negative, arg_opt_text, arg_text,
+    register_functions,
+};
 use honker_core::{Clock, Millis, SystemClock};
 use rusqlite::Connection;
 use rusqlite::functions::{Context, FunctionFlags};
@@ -42,67 +45,53 @@ pub const MAX_UPCOMING: i64 = 1000;
 ///
 /// SQLite's error when a function cannot be registered.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
-    let write = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
-    for n_arg in [4, 5] {
-        conn.create_scalar_function("honker_schedule", n_arg, write, schedule)?;
-    }
-    conn.create_scalar_function("honker_unschedule", 1, write, |ctx| {
-        let name = arg_text(ctx, 0, "name")?;
-        let conn = context_connection(ctx)?;
-        Ok(store::unschedule(&conn, &name)?)
-    })?;
-    conn.create_scalar_function("honker_schedule_pause", 1, write, |ctx| {
-        let name = arg_text(ctx, 0, "name")?;
-        let conn = context_connection(ctx)?;
-        store::pause(&conn, &name, SystemClock.now())?;
-        Ok(1)
-    })?;
-    conn.create_scalar_function("honker_schedule_resume", 1, write, |ctx| {
-        let name = arg_text(ctx, 0, "name")?;
-        let conn = context_connection(ctx)?;
-        store::resume(&conn, &name, SystemClock.now())?;
-        Ok(1)
-    })?;
-    for n_arg in [0, 1] {
-        conn.create_scalar_function(
-            "honker_schedules",
-            n_arg,
-            FunctionFlags::SQLITE_UTF8,
-            |ctx| {
-                let n = if ctx.is_empty() {
-                    5
-                } else {
-                    arg_upcoming(ctx, 0)?
-                };
-                let conn = context_connection(ctx)?;
-                let list = store::list(&conn, n)?;
-                Ok(Value::Array(list.iter().map(info_json).collect()).to_string())
-            },
-        )?;
-    }
-    for n_arg in [2, 3, 4] {
-        conn.create_scalar_function(
-            "honker_cron_next",
-            n_arg,
-            FunctionFlags::SQLITE_UTF8
-                | FunctionFlags::SQLITE_DETERMINISTIC
-                | FunctionFlags::SQLITE_INNOCUOUS,
-            cron_next,
-        )?;
-    }
-    for n_arg in [0, 1] {
-        conn.create_scalar_function("honker_cron_tick", n_arg, write, |ctx| {
-            let now = if ctx.is_empty() {
-                SystemClock.now()
-            } else {
-                Millis(arg_i64(ctx, 0, "now_ms")?)
-            };
-            let conn = context_connection(ctx)?;
-            Ok(tick_json(&tick(&conn, now)?).to_string())
-        })?;
-    }
-    Ok(())
+    register_functions(conn, None, FUNCTIONS)
 }
+
+/// The cron SQL functions: name, arguments, flags, handler.
+const FUNCTIONS: &[SqlFunction] = &[
+    SqlFunction::args("honker_schedule", 4, 5, DIRECT_ONLY, schedule),
+    SqlFunction::new("honker_unschedule", 1, DIRECT_ONLY, |call| {
+        let name = arg_text(call, 0, "name")?;
+        Ok(store::unschedule(call.conn(), &name)?.into())
+    }),
+    SqlFunction::new("honker_schedule_pause", 1, DIRECT_ONLY, |call| {
+        let name = arg_text(call, 0, "name")?;
+        store::pause(call.conn(), &name, SystemClock.now())?;
+        Ok(1.into())
+    }),
+    SqlFunction::new("honker_schedule_resume", 1, DIRECT_ONLY, |call| {
+        let name = arg_text(call, 0, "name")?;
+        store::resume(call.conn(), &name, SystemClock.now())?;
+        Ok(1.into())
+    }),
+    SqlFunction::args("honker_schedules", 0, 1, ANYWHERE, |call| {
+        let n = if call.is_empty() {
+            5
+        } else {
+            arg_upcoming(call, 0)?
+        };
+        let list = store::list(call.conn(), n)?;
+        Ok(Value::Array(list.iter().map(info_json).collect())
+            .to_string()
+            .into())
+    }),
+    SqlFunction::args(
+        "honker_cron_next",
+        2,
+        4,
+        FunctionFlags::SQLITE_DETERMINISTIC.union(FunctionFlags::SQLITE_INNOCUOUS),
+        cron_next,
+    ),
+    SqlFunction::args("honker_cron_tick", 0, 1, DIRECT_ONLY, |call| {
+        let now = if call.is_empty() {
+            SystemClock.now()
+        } else {
+            Millis(arg_i64(call, 0, "now_ms")?)
+        };
+        Ok(tick_json(&tick(call.conn(), now)?).to_string().into())
+    }),
+];
 
 fn arg_upcoming(ctx: &Context<'_>, i: usize) -> rusqlite::Result<usize> {
     let n = arg_non_negative(ctx, i, "n")?;
@@ -116,7 +105,7 @@ fn arg_upcoming(ctx: &Context<'_>, i: usize) -> rusqlite::Result<usize> {
     Ok(n as usize)
 }
 
-fn schedule(ctx: &Context<'_>) -> rusqlite::Result<Option<i64>> {
+fn schedule(ctx: &Call<'_>) -> rusqlite::Result<SqlValue> {
     let name = arg_text(ctx, 0, "name")?;
     let expr = arg_text(ctx, 1, "cron")?;
     let queue = arg_text(ctx, 2, "queue")?;
@@ -128,12 +117,11 @@ fn schedule(ctx: &Context<'_>) -> rusqlite::Result<Option<i64>> {
         sched = sched.with_zone(zone);
     }
     let spec = ScheduleSpec::new(&name, sched, &queue, &payload).with_options(parsed.options);
-    let conn = context_connection(ctx)?;
-    let info = store::register(&conn, &spec, SystemClock.now())?;
-    Ok(info.next_fire.map(|m| m.0))
+    let info = store::register(ctx.conn(), &spec, SystemClock.now())?;
+    Ok(info.next_fire.map(|m| m.0).into())
 }
 
-fn cron_next(ctx: &Context<'_>) -> rusqlite::Result<SqlValue> {
+fn cron_next(ctx: &Call<'_>) -> rusqlite::Result<SqlValue> {
     let expr = arg_text(ctx, 0, "cron")?;
     let after = arg_i64(ctx, 1, "after_ms")?;
     let zone = match arg_opt_text(ctx, 2, "tz")? {

@@ -186,7 +186,7 @@ fn migrate_at_load(conn: &Connection) -> rusqlite::Result<()> {
     let deadline = Instant::now() + honker_core::BUSY_TIMEOUT;
     let mut pause = Duration::from_millis(1);
     loop {
-        match honker_core::schema::migrate(conn) {
+        match wal_if_new(conn).and_then(|()| honker_core::schema::migrate(conn)) {
             Ok(_) => return Ok(()),
             // A writable file in a directory where the -wal or -journal cannot be created.
             Err(honker_core::Error::ReadOnly { .. }) => return Ok(()),
@@ -197,6 +197,21 @@ fn migrate_at_load(conn: &Connection) -> rusqlite::Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// A file with no tables of anyone's is ours to set up: put it in WAL mode, so the first commits
+/// neither fsync a rollback journal nor let the wake watcher's read lock fail a writer. A file that
+/// already holds the user's tables keeps the mode its owner chose (`honker_info()` reports it).
+fn wal_if_new(conn: &Connection) -> honker_core::Result<()> {
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    if tables == 0 && !mode.eq_ignore_ascii_case("wal") {
+        // Only the journal mode: the connection's other settings (busy timeout, synchronous)
+        // are the host's; `honker_setup()` applies them when asked. A directory that refuses
+        // the -wal file leaves the mode as it was (the query answers the old mode).
+        let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use honker_core::sql::{
-    WakeCache, arg_i64, arg_non_negative, arg_opt_text, arg_text, context_connection,
+    ANYWHERE, Call, DIRECT_ONLY, SqlFunction, arg_cancel_key, arg_i64, arg_non_negative,
+    arg_opt_text, arg_text, register_functions,
 };
 use honker_core::{Clock, SystemClock, WakeProvider, WakeSource};
 use rusqlite::Connection;
-use rusqlite::functions::{Context, FunctionFlags};
-use rusqlite::types::ValueRef;
+use rusqlite::functions::Context;
+use rusqlite::types::{Value as SqlValue, ValueRef};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -60,246 +61,265 @@ const PURGE_OPTIONS: &[&str] = &["older_than_ms"];
 ///
 /// SQLite's error when a function cannot be registered.
 pub fn register(conn: &Connection, wakes: Arc<dyn WakeProvider>) -> rusqlite::Result<()> {
-    let f = FunctionFlags::SQLITE_UTF8;
-    let direct = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
-    conn.create_scalar_function("honker_queue_configure", 2, direct, |ctx| {
-        let q = queue_arg(ctx, 0)?;
-        let patch = QueueOptionsPatch::from_json(&arg_text(ctx, 1, "options")?)?;
-        let conn = context_connection(ctx)?;
-        Ok(q.configure(&conn, &patch)?.to_json())
-    })?;
-    for n in [2, 3] {
-        conn.create_scalar_function("honker_enqueue", n, f, |ctx| {
-            let q = queue_arg(ctx, 0)?;
-            let payload = arg_text(ctx, 1, "payload")?;
-            let opts = enqueue_options(ctx, 2)?;
-            let conn = context_connection(ctx)?;
-            Ok(q.enqueue(&conn, &payload, &opts)?.0)
-        })?;
-        conn.create_scalar_function("honker_enqueue_batch", n, f, |ctx| {
-            let q = queue_arg(ctx, 0)?;
-            let payloads = payload_array(&arg_text(ctx, 1, "payloads")?)?;
-            let opts = enqueue_options(ctx, 2)?;
-            let conn = context_connection(ctx)?;
-            let refs: Vec<&str> = payloads.iter().map(String::as_str).collect();
-            let ids = q.enqueue_batch(&conn, &refs, &opts)?;
-            Ok(Value::from(ids.iter().map(|i| i.0).collect::<Vec<_>>()).to_string())
-        })?;
+    register_functions(conn, Some(wakes), FUNCTIONS)
+}
+
+/// The queue's SQL functions: name, arguments, flags, handler.
+const FUNCTIONS: &[SqlFunction] = &[
+    SqlFunction::new("honker_queue_configure", 2, DIRECT_ONLY, configure),
+    SqlFunction::args("honker_enqueue", 2, 3, ANYWHERE, enqueue),
+    SqlFunction::args("honker_enqueue_batch", 2, 3, ANYWHERE, enqueue_batch),
+    SqlFunction::args("honker_claim", 3, 4, DIRECT_ONLY, claim),
+    SqlFunction::args("honker_claim_wait", 5, 6, DIRECT_ONLY, claim_wait),
+    SqlFunction::new("honker_ack", 2, DIRECT_ONLY, ack),
+    SqlFunction::new("honker_ack_batch", 1, DIRECT_ONLY, ack_batch_fn),
+    SqlFunction::args("honker_retry", 2, 4, DIRECT_ONLY, retry),
+    SqlFunction::new("honker_release", 2, DIRECT_ONLY, release),
+    SqlFunction::new("honker_fail", 3, DIRECT_ONLY, fail),
+    SqlFunction::new("honker_heartbeat", 3, DIRECT_ONLY, heartbeat),
+    SqlFunction::new("honker_cancel", 1, DIRECT_ONLY, cancel),
+    SqlFunction::new("honker_job", 1, ANYWHERE, job),
+    SqlFunction::new("honker_queue_stats", 1, ANYWHERE, stats),
+    SqlFunction::new("honker_next_due", 1, ANYWHERE, next_due),
+    SqlFunction::args("honker_dead_list", 1, 2, ANYWHERE, dead_list),
+    SqlFunction::new("honker_dead_requeue", 1, DIRECT_ONLY, dead_requeue),
+    SqlFunction::new("honker_dead_requeue_all", 1, DIRECT_ONLY, dead_requeue_all),
+    SqlFunction::args("honker_dead_purge", 1, 2, DIRECT_ONLY, dead_purge),
+    SqlFunction::args("honker_result_save", 2, 3, DIRECT_ONLY, result_save),
+    SqlFunction::new("honker_result_get", 1, ANYWHERE, result_get),
+    SqlFunction::new("honker_lock_acquire", 3, DIRECT_ONLY, lock_acquire),
+    SqlFunction::new("honker_lock_renew", 3, DIRECT_ONLY, lock_renew),
+    SqlFunction::new("honker_lock_release", 2, DIRECT_ONLY, lock_release),
+    SqlFunction::new("honker_rate_limit", 3, DIRECT_ONLY, rate_limit),
+];
+
+type Out = rusqlite::Result<SqlValue>;
+
+fn configure(call: &Call<'_>) -> Out {
+    let q = queue_arg(call, 0)?;
+    let patch = QueueOptionsPatch::from_json(&arg_text(call, 1, "options")?)?;
+    Ok(q.configure(call.conn(), &patch)?.to_json().into())
+}
+
+fn enqueue(call: &Call<'_>) -> Out {
+    let q = queue_arg(call, 0)?;
+    let payload = arg_text(call, 1, "payload")?;
+    let opts = enqueue_options(call, 2)?;
+    Ok(q.enqueue(call.conn(), &payload, &opts)?.0.into())
+}
+
+fn enqueue_batch(call: &Call<'_>) -> Out {
+    let q = queue_arg(call, 0)?;
+    let payloads = payload_array(&arg_text(call, 1, "payloads")?)?;
+    let opts = enqueue_options(call, 2)?;
+    let refs: Vec<&str> = payloads.iter().map(String::as_str).collect();
+    let ids = q.enqueue_batch(call.conn(), &refs, &opts)?;
+    Ok(Value::from(ids.iter().map(|i| i.0).collect::<Vec<_>>())
+        .to_string()
+        .into())
+}
+
+fn claim(call: &Call<'_>) -> Out {
+    let (q, worker, n, lease) = claim_args(call)?;
+    Ok(claimed_json(&q.claim(call.conn(), &worker, n, lease)?).into())
+}
+
+fn ack(call: &Call<'_>) -> Out {
+    let (id, token) = held_args(call)?;
+    let conn = call.conn();
+    queue_of_running(conn, id, token)?.ack(conn, id, token)?;
+    Ok(1.into())
+}
+
+fn ack_batch_fn(call: &Call<'_>) -> Out {
+    let pairs = ack_pairs(&arg_text(call, 0, "pairs")?)?;
+    Ok((ack_batch(call.conn(), &pairs)? as i64).into())
+}
+
+fn retry(call: &Call<'_>) -> Out {
+    let (id, token) = held_args(call)?;
+    let delay = opt_i64_arg(call, 2, "delay_ms")?;
+    let error = arg_opt_text(call, 3, "error")?;
+    let conn = call.conn();
+    let q = queue_of_running(conn, id, token)?;
+    Ok(match q.retry(conn, id, token, delay, error.as_deref())? {
+        RetryOutcome::Retrying { run_at } => {
+            json!({"state": "retrying", "run_at_ms": run_at.get()}).to_string()
+        }
+        RetryOutcome::Dead => json!({"state": "dead"}).to_string(),
     }
-    for n in [3, 4] {
-        conn.create_scalar_function("honker_claim", n, direct, |ctx| {
-            let (q, worker, n, lease) = claim_args(ctx)?;
-            let conn = context_connection(ctx)?;
-            Ok(claimed_json(&q.claim(&conn, &worker, n, lease)?))
-        })?;
-    }
-    let cache = WakeCache::new(wakes);
-    conn.create_scalar_function("honker_claim_wait", 5, direct, move |ctx| {
-        claim_wait(ctx, &cache)
-    })?;
-    conn.create_scalar_function("honker_ack", 2, direct, |ctx| {
-        let (id, token) = held_args(ctx)?;
-        let conn = context_connection(ctx)?;
-        queue_of_running(&conn, id, token)?.ack(&conn, id, token)?;
-        Ok(1)
-    })?;
-    conn.create_scalar_function("honker_ack_batch", 1, direct, |ctx| {
-        let pairs = ack_pairs(&arg_text(ctx, 0, "pairs")?)?;
-        let conn = context_connection(ctx)?;
-        Ok(ack_batch(&conn, &pairs)? as i64)
-    })?;
-    for n in [2, 3, 4] {
-        conn.create_scalar_function("honker_retry", n, direct, |ctx| {
-            let (id, token) = held_args(ctx)?;
-            let delay = opt_i64_arg(ctx, 2, "delay_ms")?;
-            let error = arg_opt_text(ctx, 3, "error")?;
-            let conn = context_connection(ctx)?;
-            let q = queue_of_running(&conn, id, token)?;
-            Ok(match q.retry(&conn, id, token, delay, error.as_deref())? {
-                RetryOutcome::Retrying { run_at } => {
-                    json!({"state": "retrying", "run_at_ms": run_at.get()}).to_string()
-                }
-                RetryOutcome::Dead => json!({"state": "dead"}).to_string(),
+    .into())
+}
+
+fn release(call: &Call<'_>) -> Out {
+    let (id, token) = held_args(call)?;
+    let conn = call.conn();
+    queue_of_running(conn, id, token)?.release(conn, id, token)?;
+    Ok(1.into())
+}
+
+fn fail(call: &Call<'_>) -> Out {
+    let (id, token) = held_args(call)?;
+    let error = arg_text(call, 2, "error")?;
+    let conn = call.conn();
+    queue_of_running(conn, id, token)?.fail(conn, id, token, &error)?;
+    Ok(1.into())
+}
+
+fn heartbeat(call: &Call<'_>) -> Out {
+    let (id, token) = held_args(call)?;
+    let extend = arg_i64(call, 2, "extend_ms")?;
+    let conn = call.conn();
+    Ok(queue_of_running(conn, id, token)?
+        .heartbeat(conn, id, token, extend)?
+        .get()
+        .into())
+}
+
+fn cancel(call: &Call<'_>) -> Out {
+    let id = JobId(arg_i64(call, 0, "job_id")?);
+    Ok(i64::from(crate::cancel(call.conn(), id)?).into())
+}
+
+fn job(call: &Call<'_>) -> Out {
+    let id = JobId(arg_i64(call, 0, "job_id")?);
+    Ok(crate::job(call.conn(), id)?
+        .map(|j| job_json(&j).to_string())
+        .into())
+}
+
+fn stats(call: &Call<'_>) -> Out {
+    let q = queue_arg(call, 0)?;
+    let s = q.stats(call.conn())?;
+    Ok(json!({
+        "queue": q.name(),
+        "pending": s.pending,
+        "scheduled": s.scheduled,
+        "running": s.running,
+        "retrying": s.retrying,
+        "dead": s.dead,
+        "oldest_pending_age_ms": s.oldest_pending_age_ms,
+        "next_due_ms": s.next_due.map(|m| m.get()),
+    })
+    .to_string()
+    .into())
+}
+
+fn next_due(call: &Call<'_>) -> Out {
+    let q = queue_arg(call, 0)?;
+    Ok(q.next_due(call.conn())?.map(|m| m.get()).into())
+}
+
+fn dead_list(call: &Call<'_>) -> Out {
+    let q = queue_arg(call, 0)?;
+    let limit = if call.len() > 1 {
+        arg_non_negative(call, 1, "limit")?
+    } else {
+        100
+    };
+    let rows = q.dead_letters(call.conn(), usize::try_from(limit).unwrap_or(usize::MAX))?;
+    let arr: Vec<Value> = rows
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id.0, "queue": d.queue, "payload": embed(&d.payload),
+                "priority": d.priority, "attempts": d.attempts,
+                "max_attempts": d.max_attempts, "reason": d.reason,
+                "last_error": d.last_error, "created_ms": d.created.get(),
+                "died_ms": d.died.get(),
             })
-        })?;
-    }
-    conn.create_scalar_function("honker_release", 2, direct, |ctx| {
-        let (id, token) = held_args(ctx)?;
-        let conn = context_connection(ctx)?;
-        queue_of_running(&conn, id, token)?.release(&conn, id, token)?;
-        Ok(1)
-    })?;
-    conn.create_scalar_function("honker_fail", 3, direct, |ctx| {
-        let (id, token) = held_args(ctx)?;
-        let error = arg_text(ctx, 2, "error")?;
-        let conn = context_connection(ctx)?;
-        queue_of_running(&conn, id, token)?.fail(&conn, id, token, &error)?;
-        Ok(1)
-    })?;
-    conn.create_scalar_function("honker_heartbeat", 3, direct, |ctx| {
-        let (id, token) = held_args(ctx)?;
-        let extend = arg_i64(ctx, 2, "extend_ms")?;
-        let conn = context_connection(ctx)?;
-        Ok(queue_of_running(&conn, id, token)?
-            .heartbeat(&conn, id, token, extend)?
-            .get())
-    })?;
-    conn.create_scalar_function("honker_cancel", 1, direct, |ctx| {
-        let id = JobId(arg_i64(ctx, 0, "job_id")?);
-        let conn = context_connection(ctx)?;
-        Ok(i64::from(crate::cancel(&conn, id)?))
-    })?;
-    conn.create_scalar_function("honker_job", 1, f, |ctx| {
-        let id = JobId(arg_i64(ctx, 0, "job_id")?);
-        let conn = context_connection(ctx)?;
-        Ok(crate::job(&conn, id)?.map(|j| job_json(&j).to_string()))
-    })?;
-    conn.create_scalar_function("honker_queue_stats", 1, f, |ctx| {
-        let q = queue_arg(ctx, 0)?;
-        let conn = context_connection(ctx)?;
-        let s = q.stats(&conn)?;
-        Ok(json!({
-            "queue": q.name(),
-            "pending": s.pending,
-            "scheduled": s.scheduled,
-            "running": s.running,
-            "retrying": s.retrying,
-            "dead": s.dead,
-            "oldest_pending_age_ms": s.oldest_pending_age_ms,
-            "next_due_ms": s.next_due.map(|m| m.get()),
         })
-        .to_string())
-    })?;
-    conn.create_scalar_function("honker_next_due", 1, f, |ctx| {
-        let q = queue_arg(ctx, 0)?;
-        let conn = context_connection(ctx)?;
-        Ok(q.next_due(&conn)?.map(|m| m.get()))
-    })?;
-    for n in [1, 2] {
-        conn.create_scalar_function("honker_dead_list", n, f, |ctx| {
-            let q = queue_arg(ctx, 0)?;
-            let limit = if ctx.len() > 1 {
-                arg_non_negative(ctx, 1, "limit")?
-            } else {
-                100
-            };
-            let conn = context_connection(ctx)?;
-            let rows = q.dead_letters(&conn, usize::try_from(limit).unwrap_or(usize::MAX))?;
-            let arr: Vec<Value> = rows
-                .iter()
-                .map(|d| {
-                    json!({
-                        "id": d.id.0, "queue": d.queue, "payload": embed(&d.payload),
-                        "priority": d.priority, "attempts": d.attempts,
-                        "max_attempts": d.max_attempts, "reason": d.reason,
-                        "last_error": d.last_error, "created_ms": d.created.get(),
-                        "died_ms": d.died.get(),
-                    })
-                })
-                .collect();
-            Ok(Value::from(arr).to_string())
-        })?;
+        .collect();
+    Ok(Value::from(arr).to_string().into())
+}
+
+fn dead_requeue(call: &Call<'_>) -> Out {
+    let id = JobId(arg_i64(call, 0, "job_id")?);
+    let conn = call.conn();
+    let queue: Option<String> = rusqlite::OptionalExtension::optional(
+        conn.prepare_cached("SELECT queue FROM honker_dead WHERE id = ?1")?
+            .query_row([id], |r| r.get(0)),
+    )?;
+    let Some(queue) = queue else {
+        return Ok(0.into());
+    };
+    Ok(i64::from(Queue::new(&queue)?.requeue_dead(conn, id)?).into())
+}
+
+fn dead_requeue_all(call: &Call<'_>) -> Out {
+    let q = queue_arg(call, 0)?;
+    Ok((q.requeue_all_dead(call.conn())? as i64).into())
+}
+
+fn dead_purge(call: &Call<'_>) -> Out {
+    let q = queue_arg(call, 0)?;
+    let options = arg_opt_text(call, 1, "options")?;
+    let map = parse_object(options.as_deref(), PURGE_OPTIONS, "older_than_ms")?;
+    let older = crate::options::opt_i64(&map, "older_than_ms")?.unwrap_or(0);
+    if older < 0 {
+        return Err(Error::bad_option("older_than_ms", "must be >= 0").into());
     }
-    conn.create_scalar_function("honker_dead_requeue", 1, direct, |ctx| {
-        let id = JobId(arg_i64(ctx, 0, "job_id")?);
-        let conn = context_connection(ctx)?;
-        let queue: Option<String> = conn
-            .prepare_cached("SELECT queue FROM honker_dead WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })?;
-        let Some(queue) = queue else {
-            return Ok(0);
-        };
-        Ok(i64::from(Queue::new(&queue)?.requeue_dead(&conn, id)?))
-    })?;
-    conn.create_scalar_function("honker_dead_requeue_all", 1, direct, |ctx| {
-        let q = queue_arg(ctx, 0)?;
-        let conn = context_connection(ctx)?;
-        Ok(q.requeue_all_dead(&conn)? as i64)
-    })?;
-    for n in [1, 2] {
-        conn.create_scalar_function("honker_dead_purge", n, direct, |ctx| {
-            let q = queue_arg(ctx, 0)?;
-            let options = arg_opt_text(ctx, 1, "options")?;
-            let map = parse_object(options.as_deref(), PURGE_OPTIONS, "older_than_ms")?;
-            let older = crate::options::opt_i64(&map, "older_than_ms")?.unwrap_or(0);
-            if older < 0 {
-                return Err(Error::bad_option("older_than_ms", "must be >= 0").into());
-            }
-            let conn = context_connection(ctx)?;
-            Ok(q.purge_dead(&conn, older)? as i64)
-        })?;
-    }
-    for n in [2, 3] {
-        conn.create_scalar_function("honker_result_save", n, direct, |ctx| {
-            let id = JobId(arg_i64(ctx, 0, "job_id")?);
-            let value = arg_text(ctx, 1, "value")?;
-            let ttl = opt_i64_arg(ctx, 2, "ttl_ms")?;
-            let conn = context_connection(ctx)?;
-            crate::save_result(&conn, &SystemClock, id, &value, ttl)?;
-            Ok(1)
-        })?;
-    }
-    conn.create_scalar_function("honker_result_get", 1, f, |ctx| {
-        let id = JobId(arg_i64(ctx, 0, "job_id")?);
-        let conn = context_connection(ctx)?;
-        Ok(crate::get_result(&conn, &SystemClock, id)?)
-    })?;
-    conn.create_scalar_function("honker_lock_acquire", 3, direct, |ctx| {
-        let name = arg_text(ctx, 0, "name")?;
-        let owner = arg_text(ctx, 1, "owner")?;
-        let ttl = arg_i64(ctx, 2, "ttl_ms")?;
-        let conn = context_connection(ctx)?;
-        Ok(crate::lock_acquire(
-            &conn,
-            &SystemClock,
-            &name,
-            &owner,
-            ttl,
-        )?)
-    })?;
-    conn.create_scalar_function("honker_lock_renew", 3, direct, |ctx| {
-        let name = arg_text(ctx, 0, "name")?;
-        let token = arg_i64(ctx, 1, "token")?;
-        let ttl = arg_i64(ctx, 2, "ttl_ms")?;
-        let conn = context_connection(ctx)?;
-        Ok(i64::from(crate::lock_renew(
-            &conn,
-            &SystemClock,
-            &name,
-            token,
-            ttl,
-        )?))
-    })?;
-    conn.create_scalar_function("honker_lock_release", 2, direct, |ctx| {
-        let name = arg_text(ctx, 0, "name")?;
-        let token = arg_i64(ctx, 1, "token")?;
-        let conn = context_connection(ctx)?;
-        Ok(i64::from(crate::lock_release(
-            &conn,
-            &SystemClock,
-            &name,
-            token,
-        )?))
-    })?;
-    conn.create_scalar_function("honker_rate_limit", 3, direct, |ctx| {
-        let name = arg_text(ctx, 0, "name")?;
-        let limit = arg_i64(ctx, 1, "limit")?;
-        let per = arg_i64(ctx, 2, "per_ms")?;
-        let conn = context_connection(ctx)?;
-        Ok(i64::from(crate::rate_limit(
-            &conn,
-            &SystemClock,
-            &name,
-            limit,
-            per,
-        )?))
-    })?;
-    Ok(())
+    Ok((q.purge_dead(call.conn(), older)? as i64).into())
+}
+
+fn result_save(call: &Call<'_>) -> Out {
+    let id = JobId(arg_i64(call, 0, "job_id")?);
+    let value = arg_text(call, 1, "value")?;
+    let ttl = opt_i64_arg(call, 2, "ttl_ms")?;
+    crate::save_result(call.conn(), &SystemClock, id, &value, ttl)?;
+    Ok(1.into())
+}
+
+fn result_get(call: &Call<'_>) -> Out {
+    let id = JobId(arg_i64(call, 0, "job_id")?);
+    Ok(crate::get_result(call.conn(), &SystemClock, id)?.into())
+}
+
+fn lock_acquire(call: &Call<'_>) -> Out {
+    let name = arg_text(call, 0, "name")?;
+    let owner = arg_text(call, 1, "owner")?;
+    let ttl = arg_i64(call, 2, "ttl_ms")?;
+    Ok(crate::lock_acquire(call.conn(), &SystemClock, &name, &owner, ttl)?.into())
+}
+
+fn lock_renew(call: &Call<'_>) -> Out {
+    let name = arg_text(call, 0, "name")?;
+    let token = arg_i64(call, 1, "token")?;
+    let ttl = arg_i64(call, 2, "ttl_ms")?;
+    Ok(i64::from(crate::lock_renew(
+        call.conn(),
+        &SystemClock,
+        &name,
+        token,
+        ttl,
+    )?)
+    .into())
+}
+
+fn lock_release(call: &Call<'_>) -> Out {
+    let name = arg_text(call, 0, "name")?;
+    let token = arg_i64(call, 1, "token")?;
+    Ok(i64::from(crate::lock_release(
+        call.conn(),
+        &SystemClock,
+        &name,
+        token,
+    )?)
+    .into())
+}
+
+fn rate_limit(call: &Call<'_>) -> Out {
+    let name = arg_text(call, 0, "name")?;
+    let limit = arg_i64(call, 1, "limit")?;
+    let per = arg_i64(call, 2, "per_ms")?;
+    Ok(i64::from(crate::rate_limit(
+        call.conn(),
+        &SystemClock,
+        &name,
+        limit,
+        per,
+    )?)
+    .into())
 }
 
 fn queue_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Queue> {
@@ -450,23 +470,23 @@ fn job_json(j: &JobInfo) -> Value {
     })
 }
 
-fn claim_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> {
-    let (q, worker, n, lease) = claim_args(ctx)?;
-    let timeout_ms = arg_non_negative(ctx, 4, "timeout_ms")?;
+fn claim_wait(call: &Call<'_>) -> Out {
+    let (q, worker, n, lease) = claim_args(call)?;
+    let timeout_ms = arg_non_negative(call, 4, "timeout_ms")?;
+    let cancel_key = arg_cancel_key(call, 5)?;
     honker_core::sql::nonzero_for_wait("n", n)?;
     if let Some(l) = lease {
         honker_core::at_least("lease_ms", l, 1)?;
     }
-    let conn = context_connection(ctx)?;
-    let source = cache.for_wait(&conn)?;
+    let conn = call.conn();
+    let source = call.wake_for_wait(cancel_key.as_deref())?;
     let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
-    Ok(claimed_json(
-        &wait_loop(&conn, &q, &*source, &worker, n, lease, deadline).inspect_err(|e| {
-            if matches!(e, Error::Core(honker_core::Error::Wake(_))) {
-                cache.forget();
-            }
-        })?,
-    ))
+    let jobs = wait_loop(conn, &q, &*source, &worker, n, lease, deadline).inspect_err(|e| {
+        if matches!(e, Error::Core(honker_core::Error::Wake(w)) if w.code() != "wait.cancelled") {
+            call.forget_wake();
+        }
+    })?;
+    Ok(claimed_json(&jobs).into())
 }
 
 /// DESIGN §2: sample the epoch, claim with fresh statements, then sleep past the sample until a

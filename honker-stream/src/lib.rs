@@ -113,6 +113,7 @@ mod stream;
 mod stream_sql;
 mod subscribe;
 mod trim;
+mod upkeep;
 
 pub use crate::error::{Error, Result};
 pub use crate::iter::{Iter, Receive};
@@ -137,3 +138,4 @@ pub use crate::subscribe::{CommitMode, StartFrom, SubscribeOptions, Subscriber};
 pub use crate::trim::{
     AUTO_TRIM_EVERY, TopicPolicy, Trim, TrimReport, set_topic_policy, topic_policy, trim, trim_with,
 };
+pub use crate::upkeep::{UpkeepStats, UpkeepTurns, upkeep_stats};

@@ -114,12 +114,12 @@ pub fn prune_with_clock(conn: &Connection, r: &Retention, clock: &dyn Clock) -> 
     prune_at(conn, r, clock.now())
 }
 
-/// Both deletes under one savepoint. A savepoint (not `BEGIN IMMEDIATE`) because this also runs
-/// inside SQL functions, where the calling statement is still running; each DELETE takes the
-/// write lock when it starts, so a deferred transaction never has to upgrade a read.
+/// Both deletes all-or-nothing: under a savepoint (not `BEGIN IMMEDIATE`, because this also runs
+/// inside SQL functions, where the calling statement is still running; each DELETE takes the write
+/// lock when it starts, so a deferred transaction never has to upgrade a read), or directly when it
+/// runs inside a write statement such as a trigger, where SQLite refuses savepoints.
 fn prune_at(conn: &Connection, r: &Retention, now: Millis) -> Result<usize> {
-    conn.execute_batch("SAVEPOINT honker_prune")?;
-    let result = (|| -> Result<usize> {
+    Ok(honker_core::nested_atomically(conn, |conn| {
         let by_age = conn
             .prepare_cached("DELETE FROM honker_notifications WHERE created_ms < ?1")?
             .execute([now.get().saturating_sub(r.max_age_ms)])?;
@@ -130,19 +130,7 @@ fn prune_at(conn: &Connection, r: &Retention, now: Millis) -> Result<usize> {
             )?
             .execute([r.max_rows])?;
         Ok(by_age + by_count)
-    })();
-    match result {
-        Ok(n) => {
-            conn.execute_batch("RELEASE honker_prune")?;
-            Ok(n)
-        }
-        Err(e) => {
-            // Undo a half-done prune; if SQLite already rolled everything back there is nothing
-            // left to undo and this fails harmlessly.
-            let _ = conn.execute_batch("ROLLBACK TO honker_prune; RELEASE honker_prune");
-            Err(e)
-        }
-    }
+    })?)
 }
 
 /// The prune that [`notify`](crate::notify) runs every [`PRUNE_EVERY`](crate::PRUNE_EVERY) ids.
@@ -153,7 +141,9 @@ fn prune_at(conn: &Connection, r: &Retention, now: Millis) -> Result<usize> {
 pub(crate) fn auto_prune(conn: &Connection, now: Millis) -> Result<()> {
     let in_transaction = !conn.is_autocommit();
     let policy = retention(conn).unwrap_or_default();
-    match prune_at(conn, &policy, now) {
+    let result = prune_at(conn, &policy, now);
+    crate::upkeep::PRUNES.count(result.as_ref().err().map(|e| format!("{}: {e}", e.code())));
+    match result {
         Err(e) if in_transaction && conn.is_autocommit() => Err(e),
         _ => Ok(()),
     }

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use honker_core::sql::{
-    WakeCache, arg_i64, arg_non_negative, arg_opt_text, arg_text, context_connection, option_u64,
-    parse_options,
+    ANYWHERE, Call, DIRECT_ONLY, SqlFunction, arg_cancel_key, arg_i64, arg_non_negative,
+    arg_opt_text, arg_text, option_u64, parse_options, register_functions,
 };
 use honker_core::{SystemClock, WakeProvider};
 use rusqlite::Connection;
-use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::Value as SqlValue;
 
 use crate::error::{Error, Result};
 use crate::notify::{Notification, insert, listen};
@@ -59,42 +59,41 @@ const PRUNE_OPTIONS_LIST: &str = "max_age_ms, max_rows";
 ///
 /// SQLite's error when a function cannot be registered.
 pub fn register(conn: &Connection, wakes: Arc<dyn WakeProvider>) -> rusqlite::Result<()> {
-    for name in ["honker_notify", "notify"] {
-        conn.create_scalar_function(name, 2, FunctionFlags::SQLITE_UTF8, |ctx| {
-            let channel = arg_text(ctx, 0, "channel")?;
-            let payload = arg_text(ctx, 1, "payload")?;
-            let conn = context_connection(ctx)?;
-            Ok(insert(&conn, &SystemClock, &channel, &payload)?)
-        })?;
-    }
-    conn.create_scalar_function("honker_listen", 3, FunctionFlags::SQLITE_UTF8, |ctx| {
-        let channel = arg_text(ctx, 0, "channel")?;
-        let after_id = arg_i64(ctx, 1, "after_id")?;
-        let limit = arg_non_negative(ctx, 2, "limit")?;
-        let conn = context_connection(ctx)?;
-        let rows = listen(&conn, &channel, after_id, to_usize(limit))?;
-        Ok(json_array(&rows))
-    })?;
-    let cache = WakeCache::new(wakes.clone());
-    conn.create_scalar_function(
-        "honker_listen_wait",
-        4,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
-        move |ctx| listen_wait(ctx, &cache),
-    )?;
-    for n_arg in [0, 1] {
-        conn.create_scalar_function(
-            "honker_notify_prune",
-            n_arg,
-            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
-            |ctx| {
-                let options = arg_opt_text(ctx, 0, "options")?;
-                let conn = context_connection(ctx)?;
-                Ok(prune_from_options(&conn, options.as_deref())?)
-            },
-        )?;
-    }
+    register_functions(conn, Some(wakes.clone()), FUNCTIONS)?;
     crate::stream_sql::register(conn, wakes)
+}
+
+/// The pub/sub SQL functions: name, arguments, flags, handler.
+const FUNCTIONS: &[SqlFunction] = &[
+    SqlFunction::new("honker_notify", 2, ANYWHERE, notify),
+    SqlFunction::new("notify", 2, ANYWHERE, notify),
+    SqlFunction::new("honker_listen", 3, ANYWHERE, listen_fn),
+    SqlFunction::args("honker_listen_wait", 4, 5, DIRECT_ONLY, listen_wait),
+    SqlFunction::args("honker_notify_prune", 0, 1, DIRECT_ONLY, notify_prune),
+    SqlFunction::new("honker_upkeep_stats", 0, ANYWHERE, |_| {
+        Ok(crate::upkeep_stats().to_json().into())
+    }),
+];
+
+type Out = rusqlite::Result<SqlValue>;
+
+fn notify(call: &Call<'_>) -> Out {
+    let channel = arg_text(call, 0, "channel")?;
+    let payload = arg_text(call, 1, "payload")?;
+    Ok(insert(call.conn(), &SystemClock, &channel, &payload)?.into())
+}
+
+fn listen_fn(call: &Call<'_>) -> Out {
+    let channel = arg_text(call, 0, "channel")?;
+    let after_id = arg_i64(call, 1, "after_id")?;
+    let limit = arg_non_negative(call, 2, "limit")?;
+    let rows = listen(call.conn(), &channel, after_id, to_usize(limit))?;
+    Ok(json_array(&rows).into())
+}
+
+fn notify_prune(call: &Call<'_>) -> Out {
+    let options = arg_opt_text(call, 0, "options")?;
+    Ok(prune_from_options(call.conn(), options.as_deref())?.into())
 }
 
 pub(crate) fn to_usize(v: i64) -> usize {
@@ -123,24 +122,27 @@ fn prune_from_options(conn: &Connection, options: Option<&str>) -> Result<i64> {
     Ok(i64::try_from(deleted).unwrap_or(i64::MAX))
 }
 
-fn listen_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> {
-    let channel = arg_text(ctx, 0, "channel")?;
-    let after_id = arg_i64(ctx, 1, "after_id")?;
-    let limit = to_usize(arg_non_negative(ctx, 2, "limit")?);
-    let timeout_ms = arg_non_negative(ctx, 3, "timeout_ms")?;
+fn listen_wait(call: &Call<'_>) -> Out {
+    let channel = arg_text(call, 0, "channel")?;
+    let after_id = arg_i64(call, 1, "after_id")?;
+    let limit = to_usize(arg_non_negative(call, 2, "limit")?);
+    let timeout_ms = arg_non_negative(call, 3, "timeout_ms")?;
+    let cancel_key = arg_cancel_key(call, 4)?;
     honker_core::sql::nonzero_for_wait("limit", limit)?;
-    let conn = context_connection(ctx)?;
-    let source = cache.for_wait(&conn)?;
+    let conn = call.conn();
+    let source = call.wake_for_wait(cancel_key.as_deref())?;
     let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
     loop {
         // DESIGN §2: sample, then look with a fresh statement, then sleep past the sample.
         let seen = source.epoch();
-        let rows = listen(&conn, &channel, after_id, limit)?;
+        let rows = listen(conn, &channel, after_id, limit)?;
         if !rows.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(json_array(&rows));
+            return Ok(json_array(&rows).into());
         }
         if let Err(e) = source.wait_past(seen, deadline) {
-            cache.forget();
+            if e.code() != "wait.cancelled" {
+                call.forget_wake();
+            }
             return Err(Error::from(e).into());
         }
     }

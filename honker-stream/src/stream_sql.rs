@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use honker_core::sql::{
-    arg_non_negative, arg_opt_text, arg_text, context_connection, option_u64, parse_options,
+    ANYWHERE, Call, DIRECT_ONLY, SqlFunction, arg_cancel_key, arg_non_negative, arg_opt_text,
+    arg_text, option_u64, parse_options, register_functions,
 };
 use honker_core::{SystemClock, WakeProvider};
 use rusqlite::Connection;
-use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::functions::Context;
+use rusqlite::types::Value as SqlValue;
 
 use crate::consumer::{
     ConsumerInfo, TopicInfo, commit_offset, committed_offset, consumers, remove_consumer, topics,
@@ -23,7 +25,6 @@ use crate::error::{Error, Result};
 use crate::sql::to_usize;
 use crate::stream::{Event, Offset, check_topic, insert, read};
 use crate::trim::{TopicPolicy, Trim, set_topic_policy, topic_policy, trim_in_statement};
-use honker_core::sql::WakeCache;
 
 const TRIM_OPTIONS: &[&str] = &["max_age_ms", "max_events", "through", "force"];
 const TRIM_OPTIONS_LIST: &str = "max_age_ms, max_events, through, force";
@@ -53,91 +54,82 @@ const POLICY_OPTIONS_LIST: &str = "max_age_ms, max_events";
 /// - `honker_streams()` -> `[{"topic":..,"events":..,"payload_bytes":..,"first":..,"last":..,
 ///   "trimmed_through":..,"consumers":..}]`.
 pub(crate) fn register(conn: &Connection, wakes: Arc<dyn WakeProvider>) -> rusqlite::Result<()> {
-    for n_arg in [2, 3] {
-        conn.create_scalar_function("honker_publish", n_arg, FunctionFlags::SQLITE_UTF8, |ctx| {
-            let topic = arg_text(ctx, 0, "topic")?;
-            let payload = arg_text(ctx, 1, "payload")?;
-            let key = arg_opt_text(ctx, 2, "key")?;
-            let conn = context_connection(ctx)?;
-            Ok(insert(&conn, &SystemClock, &topic, key.as_deref(), &payload)?.get())
-        })?;
-    }
-    conn.create_scalar_function("honker_read", 3, FunctionFlags::SQLITE_UTF8, |ctx| {
-        let (topic, after, limit) = read_args(ctx)?;
-        let conn = context_connection(ctx)?;
-        Ok(events_json(&read(&conn, &topic, after, limit)?))
-    })?;
-    let cache = WakeCache::new(wakes);
-    conn.create_scalar_function(
-        "honker_read_wait",
-        4,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
-        move |ctx| read_wait(ctx, &cache),
-    )?;
-    conn.create_scalar_function(
-        "honker_commit_offset",
-        3,
-        FunctionFlags::SQLITE_UTF8,
-        |ctx| {
-            let consumer = arg_text(ctx, 0, "consumer")?;
-            let topic = arg_text(ctx, 1, "topic")?;
-            let offset = arg_non_negative(ctx, 2, "offset")?;
-            let conn = context_connection(ctx)?;
-            let c = commit_offset(&conn, &consumer, &topic, Offset(offset))?;
-            Ok(i64::from(c.advanced()))
-        },
-    )?;
-    conn.create_scalar_function("honker_offset", 2, FunctionFlags::SQLITE_UTF8, |ctx| {
-        let consumer = arg_text(ctx, 0, "consumer")?;
-        let topic = arg_text(ctx, 1, "topic")?;
-        let conn = context_connection(ctx)?;
-        Ok(committed_offset(&conn, &consumer, &topic)?.map(Offset::get))
-    })?;
-    conn.create_scalar_function("honker_consumers", 1, FunctionFlags::SQLITE_UTF8, |ctx| {
-        let topic = arg_text(ctx, 0, "topic")?;
-        let conn = context_connection(ctx)?;
-        Ok(consumers_json(&consumers(&conn, &topic)?))
-    })?;
-    conn.create_scalar_function(
-        "honker_consumer_remove",
-        2,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
-        |ctx| {
-            let consumer = arg_text(ctx, 0, "consumer")?;
-            let topic = arg_text(ctx, 1, "topic")?;
-            let conn = context_connection(ctx)?;
-            Ok(i64::from(remove_consumer(&conn, &consumer, &topic)?))
-        },
-    )?;
-    for n_arg in [1, 2] {
-        conn.create_scalar_function(
-            "honker_stream_trim",
-            n_arg,
-            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
-            |ctx| {
-                let topic = arg_text(ctx, 0, "topic")?;
-                let options = arg_opt_text(ctx, 1, "options")?;
-                let conn = context_connection(ctx)?;
-                Ok(trim_from_options(&conn, &topic, options.as_deref())?)
-            },
-        )?;
-    }
-    conn.create_scalar_function(
-        "honker_stream_configure",
-        2,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
-        |ctx| {
-            let topic = arg_text(ctx, 0, "topic")?;
-            let options = arg_opt_text(ctx, 1, "options")?;
-            let conn = context_connection(ctx)?;
-            Ok(configure_from_options(&conn, &topic, options.as_deref())?)
-        },
-    )?;
-    conn.create_scalar_function("honker_streams", 0, FunctionFlags::SQLITE_UTF8, |ctx| {
-        let conn = context_connection(ctx)?;
-        Ok(topics_json(&topics(&conn)?))
-    })?;
-    Ok(())
+    register_functions(conn, Some(wakes), FUNCTIONS)
+}
+
+/// The stream SQL functions: name, arguments, flags, handler.
+const FUNCTIONS: &[SqlFunction] = &[
+    SqlFunction::args("honker_publish", 2, 3, ANYWHERE, publish),
+    SqlFunction::new("honker_read", 3, ANYWHERE, read_fn),
+    SqlFunction::args("honker_read_wait", 4, 5, DIRECT_ONLY, read_wait),
+    SqlFunction::new("honker_commit_offset", 3, ANYWHERE, commit),
+    SqlFunction::new("honker_offset", 2, ANYWHERE, offset),
+    SqlFunction::new("honker_consumers", 1, ANYWHERE, consumers_fn),
+    SqlFunction::new("honker_consumer_remove", 2, DIRECT_ONLY, consumer_remove),
+    SqlFunction::args("honker_stream_trim", 1, 2, DIRECT_ONLY, stream_trim),
+    SqlFunction::new("honker_stream_configure", 2, DIRECT_ONLY, stream_configure),
+    SqlFunction::new("honker_streams", 0, ANYWHERE, streams),
+];
+
+type Out = rusqlite::Result<SqlValue>;
+
+fn publish(call: &Call<'_>) -> Out {
+    let topic = arg_text(call, 0, "topic")?;
+    let payload = arg_text(call, 1, "payload")?;
+    let key = arg_opt_text(call, 2, "key")?;
+    Ok(
+        insert(call.conn(), &SystemClock, &topic, key.as_deref(), &payload)?
+            .get()
+            .into(),
+    )
+}
+
+fn read_fn(call: &Call<'_>) -> Out {
+    let (topic, after, limit) = read_args(call)?;
+    Ok(events_json(&read(call.conn(), &topic, after, limit)?).into())
+}
+
+fn commit(call: &Call<'_>) -> Out {
+    let consumer = arg_text(call, 0, "consumer")?;
+    let topic = arg_text(call, 1, "topic")?;
+    let offset = arg_non_negative(call, 2, "offset")?;
+    let c = commit_offset(call.conn(), &consumer, &topic, Offset(offset))?;
+    Ok(i64::from(c.advanced()).into())
+}
+
+fn offset(call: &Call<'_>) -> Out {
+    let consumer = arg_text(call, 0, "consumer")?;
+    let topic = arg_text(call, 1, "topic")?;
+    Ok(committed_offset(call.conn(), &consumer, &topic)?
+        .map(Offset::get)
+        .into())
+}
+
+fn consumers_fn(call: &Call<'_>) -> Out {
+    let topic = arg_text(call, 0, "topic")?;
+    Ok(consumers_json(&consumers(call.conn(), &topic)?).into())
+}
+
+fn consumer_remove(call: &Call<'_>) -> Out {
+    let consumer = arg_text(call, 0, "consumer")?;
+    let topic = arg_text(call, 1, "topic")?;
+    Ok(i64::from(remove_consumer(call.conn(), &consumer, &topic)?).into())
+}
+
+fn stream_trim(call: &Call<'_>) -> Out {
+    let topic = arg_text(call, 0, "topic")?;
+    let options = arg_opt_text(call, 1, "options")?;
+    Ok(trim_from_options(call.conn(), &topic, options.as_deref())?.into())
+}
+
+fn stream_configure(call: &Call<'_>) -> Out {
+    let topic = arg_text(call, 0, "topic")?;
+    let options = arg_opt_text(call, 1, "options")?;
+    Ok(configure_from_options(call.conn(), &topic, options.as_deref())?.into())
+}
+
+fn streams(call: &Call<'_>) -> Out {
+    Ok(topics_json(&topics(call.conn())?).into())
 }
 
 fn read_args(ctx: &Context<'_>) -> rusqlite::Result<(String, Offset, usize)> {
@@ -147,19 +139,21 @@ fn read_args(ctx: &Context<'_>) -> rusqlite::Result<(String, Offset, usize)> {
     Ok((topic, Offset(after), to_usize(limit)))
 }
 
-fn read_wait(ctx: &Context<'_>, cache: &WakeCache) -> rusqlite::Result<String> {
-    let (topic, after, limit) = read_args(ctx)?;
-    let timeout_ms = arg_non_negative(ctx, 3, "timeout_ms")?;
+fn read_wait(call: &Call<'_>) -> Out {
+    let (topic, after, limit) = read_args(call)?;
+    let timeout_ms = arg_non_negative(call, 3, "timeout_ms")?;
+    let cancel_key = arg_cancel_key(call, 4)?;
     honker_core::sql::nonzero_for_wait("limit", limit)?;
     check_topic(&topic)?;
-    let conn = context_connection(ctx)?;
-    let source = cache.for_wait(&conn)?;
+    let conn = call.conn();
+    let source = call.wake_for_wait(cancel_key.as_deref())?;
     let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
-    match crate::stream::read_wait(&conn, source.as_ref(), &topic, after, limit, deadline) {
-        Ok(events) => Ok(events_json(&events)),
+    match crate::stream::read_wait(conn, source.as_ref(), &topic, after, limit, deadline) {
+        Ok(events) => Ok(events_json(&events).into()),
         Err(e) => {
-            if matches!(e, Error::Core(honker_core::Error::Wake(_))) {
-                cache.forget();
+            if matches!(&e, Error::Core(honker_core::Error::Wake(w)) if w.code() != "wait.cancelled")
+            {
+                call.forget_wake();
             }
             Err(e.into())
         }

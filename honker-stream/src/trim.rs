@@ -91,8 +91,9 @@ pub fn trim_with(
     })?)
 }
 
-/// [`trim`] from inside a SQL function: under a savepoint, since the calling statement holds
-/// the connection's transaction open (a `BEGIN` there would fail).
+/// [`trim`] from inside a SQL function: under a savepoint (or directly inside a write statement),
+/// since the calling statement holds the connection's transaction open (a `BEGIN` there would
+/// fail).
 pub(crate) fn trim_in_statement(
     conn: &Connection,
     topic: &str,
@@ -101,17 +102,9 @@ pub(crate) fn trim_in_statement(
 ) -> Result<TrimReport> {
     check_topic(topic)?;
     t.check()?;
-    conn.execute_batch("SAVEPOINT honker_trim")?;
-    match trim_at(conn, topic, t, now) {
-        Ok(r) => {
-            conn.execute_batch("RELEASE honker_trim")?;
-            Ok(r)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO honker_trim; RELEASE honker_trim");
-            Err(e.into())
-        }
-    }
+    Ok(honker_core::nested_atomically(conn, |c| {
+        trim_at(c, topic, t, now)
+    })?)
 }
 
 fn trim_at(
@@ -240,8 +233,7 @@ pub fn topic_policy(conn: &Connection, topic: &str) -> Result<TopicPolicy> {
 /// the caller's whole transaction with it.
 pub(crate) fn auto_trim(conn: &Connection, now: Millis) -> Result<()> {
     let in_transaction = !conn.is_autocommit();
-    let result = (|| -> honker_core::Result<()> {
-        conn.execute_batch("SAVEPOINT honker_trim")?;
+    let result = honker_core::nested_atomically(conn, |conn| {
         let policies: Vec<(String, TopicPolicy)> = conn
             .prepare_cached(
                 "SELECT topic, max_age_ms, max_events FROM honker_stream_topics
@@ -266,17 +258,11 @@ pub(crate) fn auto_trim(conn: &Connection, now: Millis) -> Result<()> {
             };
             trim_at(conn, &topic, &t, now)?;
         }
-        conn.execute_batch("RELEASE honker_trim")?;
         Ok(())
-    })();
+    });
+    crate::upkeep::TRIMS.count(result.as_ref().err().map(|e| format!("{}: {e}", e.code())));
     match result {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            if in_transaction && conn.is_autocommit() {
-                return Err(e.into());
-            }
-            let _ = conn.execute_batch("ROLLBACK TO honker_trim; RELEASE honker_trim");
-            Ok(())
-        }
+        Err(e) if in_transaction && conn.is_autocommit() => Err(e.into()),
+        _ => Ok(()),
     }
 }

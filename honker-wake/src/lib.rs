@@ -88,6 +88,7 @@ mod backend;
 mod data_version;
 mod file_id;
 mod hub;
+mod info;
 #[cfg_attr(not(feature = "kernel"), path = "kernel/disabled.rs")]
 mod kernel;
 // The Kernel backend uses it only in its portable fallback (other systems, or
@@ -103,6 +104,7 @@ mod watch;
 pub use crate::backend::{BACKEND_ENV, Backend, BackendOptions, UnknownBackend};
 pub use crate::data_version::{DataVersion, DataVersionOptions};
 pub use crate::hub::{Hub, wake_for};
+pub use crate::info::{Info, LITESTREAM_NOTE, info};
 pub use crate::kernel::{Kernel, KernelOptions};
 pub use crate::stat_poll::{StatPoll, StatPollOptions};
 pub use crate::watch::WatcherStats;

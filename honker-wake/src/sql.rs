@@ -9,10 +9,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use honker_core::sql::{arg_non_negative, arg_text, context_connection, sql_error};
+use honker_core::sql::{
+    Call, DIRECT_ONLY, SqlFunction, arg_cancel_key, arg_non_negative, arg_text, register_functions,
+    sql_error,
+};
 use honker_core::{Epoch, WakeSource};
 use rusqlite::Connection;
-use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::Value as SqlValue;
 
 use crate::{Backend, Hub};
 
@@ -41,60 +44,59 @@ use crate::{Backend, Hub};
 ///
 /// SQLite's error when a function cannot be registered.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
-    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
-    conn.create_scalar_function("honker_epoch", 0, flags, |ctx| {
-        let wake = wake_of(ctx)?;
-        Ok(to_sql(wake.epoch()))
-    })?;
-    conn.create_scalar_function("honker_wait", 2, flags, |ctx| {
-        let seen = arg_non_negative(ctx, 0, "epoch")?;
-        let timeout_ms = arg_non_negative(ctx, 1, "timeout_ms")?;
-        {
-            let conn = context_connection(ctx)?;
-            honker_core::ensure_no_transaction(&conn).map_err(rusqlite::Error::from)?;
-        }
-        let wake = wake_of(ctx)?;
-        // A timeout too large for `Instant` means "no deadline".
-        let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
-        let now = wake
-            .wait_past(Epoch(seen as u64), deadline)
-            .map_err(|e| rusqlite::Error::from(honker_core::Error::from(e)))?;
-        Ok(to_sql(now))
-    })?;
-    conn.create_scalar_function("honker_wake_backend", -1, flags, |ctx| {
-        let wake_error =
-            |e: honker_core::WakeError| rusqlite::Error::from(honker_core::Error::from(e));
-        match ctx.len() {
-            0 => {}
-            1 => {
-                let name = arg_text(ctx, 0, "backend")?;
-                let backend: Backend = name
-                    .parse()
-                    .map_err(|e: crate::UnknownBackend| sql_error(e.code(), e, None))?;
-                Hub::global()
-                    .set_default_backend(backend)
-                    .map_err(wake_error)?;
-            }
-            n => {
-                return Err(sql_error(
-                    "arg.invalid",
-                    format!("honker_wake_backend takes 0 or 1 arguments, got {n}"),
-                    None,
-                ));
-            }
-        }
-        let backend = Hub::global().default_backend().map_err(wake_error)?;
-        Ok(backend.name())
-    })?;
-    Ok(())
+    register_functions(conn, None, FUNCTIONS)
+}
+
+/// The wake SQL functions: name, arguments, flags, handler.
+const FUNCTIONS: &[SqlFunction] = &[
+    SqlFunction::new("honker_epoch", 0, DIRECT_ONLY, |call| {
+        Ok(to_sql(wake_of(call)?.epoch()).into())
+    }),
+    SqlFunction::args("honker_wait", 2, 3, DIRECT_ONLY, wait),
+    SqlFunction::args("honker_wake_backend", 0, 1, DIRECT_ONLY, wake_backend),
+    SqlFunction::new("honker_info", 0, DIRECT_ONLY, |call| {
+        Ok(crate::info::info(call.conn())?.to_json().into())
+    }),
+];
+
+fn wake_error(e: honker_core::WakeError) -> rusqlite::Error {
+    rusqlite::Error::from(honker_core::Error::from(e))
+}
+
+fn wait(call: &Call<'_>) -> rusqlite::Result<SqlValue> {
+    let seen = arg_non_negative(call, 0, "epoch")?;
+    let timeout_ms = arg_non_negative(call, 1, "timeout_ms")?;
+    let cancel_key = arg_cancel_key(call, 2)?;
+    honker_core::ensure_no_transaction(call.conn())?;
+    let mut wake = wake_of(call)?;
+    if let Some(key) = cancel_key {
+        wake = Arc::new(honker_core::cancel::cancellable(&key, wake).map_err(wake_error)?);
+    }
+    // A timeout too large for `Instant` means "no deadline".
+    let deadline = Instant::now().checked_add(Duration::from_millis(timeout_ms as u64));
+    let now = wake
+        .wait_past(Epoch(seen as u64), deadline)
+        .map_err(wake_error)?;
+    Ok(to_sql(now).into())
+}
+
+fn wake_backend(call: &Call<'_>) -> rusqlite::Result<SqlValue> {
+    if !call.is_empty() {
+        let name = arg_text(call, 0, "backend")?;
+        let backend: Backend = name
+            .parse()
+            .map_err(|e: crate::UnknownBackend| sql_error(e.code(), e, None))?;
+        Hub::global()
+            .set_default_backend(backend)
+            .map_err(wake_error)?;
+    }
+    let backend = Hub::global().default_backend().map_err(wake_error)?;
+    Ok(backend.name().to_owned().into())
 }
 
 /// The pinned wake source of the calling connection's database file.
-fn wake_of(ctx: &Context<'_>) -> rusqlite::Result<Arc<dyn WakeSource>> {
-    let path: PathBuf = {
-        let conn = context_connection(ctx)?;
-        honker_core::db_file(&conn)?
-    };
+fn wake_of(call: &Call<'_>) -> rusqlite::Result<Arc<dyn WakeSource>> {
+    let path: PathBuf = honker_core::db_file(call.conn())?;
     Hub::global()
         .pinned(&path)
         .map_err(|e| honker_core::Error::from(e).into())

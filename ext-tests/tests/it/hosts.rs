@@ -11,10 +11,15 @@ use crate::support::{Running, ext_path, json_rows, run, sqlite3, temp_db, wait_u
 /// `hosts/host.c` compiled once per test binary with the system C compiler and libsqlite3.
 fn host_binary() -> &'static Path {
     static HOST: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = HOST.get_or_init(|| {
+    c_host(&HOST, "host")
+}
+
+/// `hosts/<name>.c` compiled once (kept in `slot`) with the system C compiler and libsqlite3.
+pub(crate) fn c_host<'a>(slot: &'a OnceLock<(tempfile::TempDir, PathBuf)>, name: &str) -> &'a Path {
+    let (_, path) = slot.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("host");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/hosts/host.c");
+        let out = dir.path().join(name);
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/it/hosts/{name}.c"));
         let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
         let mut cmd = Command::new(cc);
         // -rdynamic: the host's own `dlclose` interposes libc's for libsqlite3 (see host.c).

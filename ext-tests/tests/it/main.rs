@@ -14,6 +14,7 @@ mod cross;
 mod floor;
 mod hosts;
 mod queue;
+mod statements;
 mod stream;
 mod support;
 mod wake_backends;

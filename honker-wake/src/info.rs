@@ -1,0 +1,75 @@
+//! `honker_info()`: what a user should know about a database file and this process's wake set-up,
+//! in one JSON object (the `honker info` command shows the same).
+
+use rusqlite::Connection;
+use serde_json::json;
+
+use crate::Hub;
+
+/// What `honker_info()` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    /// This build's version.
+    pub version: &'static str,
+    /// The file's schema version, `None` before the first migration.
+    pub schema_version: Option<i64>,
+    /// The newest schema version this build knows.
+    pub schema_supported: i64,
+    /// `PRAGMA journal_mode`, lower case.
+    pub journal_mode: String,
+    /// What a journal mode other than WAL costs, `None` for WAL.
+    pub journal_note: Option<&'static str>,
+    /// The backend this process's Hub starts watchers with.
+    pub wake_backend: &'static str,
+    /// Whether Litestream replicates the file (its `_litestream_seq` table is there).
+    pub litestream: bool,
+}
+
+/// Advice for a file that Litestream replicates.
+pub const LITESTREAM_NOTE: &str = "replicated by Litestream: never run PRAGMA wal_checkpoint(TRUNCATE) or RESTART from the application (it waits for Litestream's read lock and blocks writers); a restore loses at most the sync interval, and jobs acked after it run again";
+
+/// Gather [`Info`] for `conn`'s database.
+///
+/// # Errors
+///
+/// SQLite's error reading the schema or the journal mode.
+pub fn info(conn: &Connection) -> honker_core::Result<Info> {
+    let journal_mode: String = conn
+        .prepare_cached("PRAGMA journal_mode")?
+        .query_row([], |r| r.get::<_, String>(0))?
+        .to_ascii_lowercase();
+    let litestream: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_litestream_seq')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok(Info {
+        version: honker_core::VERSION,
+        schema_version: honker_core::schema::schema_version(conn)?,
+        schema_supported: honker_core::schema::SCHEMA_VERSION,
+        journal_note: honker_core::journal_mode_note(&journal_mode),
+        journal_mode,
+        wake_backend: Hub::global()
+            .default_backend()
+            .map(|b| b.name())
+            .unwrap_or("unknown"),
+        litestream,
+    })
+}
+
+impl Info {
+    /// The JSON object `honker_info()` returns.
+    pub fn to_json(&self) -> String {
+        json!({
+            "version": self.version,
+            "schema_version": self.schema_version,
+            "schema_supported": self.schema_supported,
+            "journal_mode": self.journal_mode,
+            "journal_note": self.journal_note,
+            "wake_backend": self.wake_backend,
+            "litestream": self.litestream,
+            "litestream_note": self.litestream.then_some(LITESTREAM_NOTE),
+        })
+        .to_string()
+    }
+}
