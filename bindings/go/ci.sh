@@ -22,6 +22,7 @@ export GOCACHE="${GOCACHE:-/tmp/honker-go-cache}"
 
 cd "$here"
 go version
+test -z "$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 go vet ./...
 echo "== go test -race (extension's cancel mechanism when present)"
 go test -race -count=1 ./...

@@ -18,9 +18,9 @@ type ScheduleOpts struct {
 	MisfireCap int    `json:"misfire_cap,omitempty"`
 	GraceMs    int64  `json:"grace_ms,omitempty"`
 	// Overlap: "allow" (default) or "skip" (no new fire while the last job is live).
-	Overlap  string `json:"overlap,omitempty"`
-	MaxRuns  int64  `json:"max_runs,omitempty"`
-	EndAtMs  int64  `json:"end_at_ms,omitempty"`
+	Overlap string `json:"overlap,omitempty"`
+	MaxRuns int64  `json:"max_runs,omitempty"`
+	EndAtMs int64  `json:"end_at_ms,omitempty"`
 }
 
 // Schedule registers (or updates) a cron schedule that enqueues payload on queue at every fire,

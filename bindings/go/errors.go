@@ -155,7 +155,6 @@ func errString(err error) string {
 	return err.Error()
 }
 
-
 // MapError turns an error from a query the application ran itself (SELECT honker_...) into an
 // *Error when it carries a honker code; other errors come back unchanged.
 func MapError(err error) error { return fromDriver(err) }

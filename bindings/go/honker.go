@@ -232,7 +232,6 @@ func versionLess(a, b string) bool {
 	return len(pa) < len(pb)
 }
 
-
 func txOrErr(tx *sql.Tx) error {
 	if tx == nil {
 		return errorf(ErrInvalidArgument.Code, "tx is nil")

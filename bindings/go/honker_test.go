@@ -115,7 +115,10 @@ func TestBadInputIsTypedAndWritesNothing(t *testing.T) {
 			return e
 		}, honker.ErrQueueBadOption},
 		{"bad cron", func() error { _, e := db.Schedule(ctx, "s", "nope", "q", 1, nil); return e }, honker.ErrCronBadExpression},
-		{"bad zone", func() error { _, e := db.Schedule(ctx, "s", "* * * * *", "q", 1, &honker.ScheduleOpts{TZ: "Mars/Base"}); return e }, honker.ErrCronUnknownZone},
+		{"bad zone", func() error {
+			_, e := db.Schedule(ctx, "s", "* * * * *", "q", 1, &honker.ScheduleOpts{TZ: "Mars/Base"})
+			return e
+		}, honker.ErrCronUnknownZone},
 		{"stale ack", func() error { return db.Ack(ctx, 12345, 1) }, honker.ErrLeaseLost},
 		{"nil tx", func() error { _, e := db.EnqueueTx(ctx, nil, "q", 1, nil); return e }, honker.ErrInvalidArgument},
 	}
