@@ -42,7 +42,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         Some(p) => PathBuf::from(p),
         None => ext::build()?,
     };
-    let ext = std::fs::canonicalize(&ext).with_context(|| format!("extension {}", ext.display()))?;
+    let ext =
+        std::fs::canonicalize(&ext).with_context(|| format!("extension {}", ext.display()))?;
     let dir = root.join("interop");
     let corpus = Corpus::load(&dir.join("payloads.json"))?;
     let mut participants = discover(&dir.join("drivers"), &root, &ext)?;
@@ -88,7 +89,13 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         let mut cells = BTreeMap::new();
         for a in &present {
             for b in &present {
-                let out = play(s, a, b, &corpus, &work.join(format!("{}-{}-{}", s.name, a.name, b.name)));
+                let out = play(
+                    s,
+                    a,
+                    b,
+                    &corpus,
+                    &work.join(format!("{}-{}-{}", s.name, a.name, b.name)),
+                );
                 if !out.is_ok() {
                     failed += 1;
                 }
@@ -129,8 +136,16 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 /// Play every self-check scenario on (p, p): each must fail at exactly its `must_fail_at` step.
 fn selfcheck(dir: &Path, p: &Participant, corpus: &Corpus, work: &Path) -> anyhow::Result<()> {
     for s in load_scenarios(dir)? {
-        let want = s.must_fail_at.with_context(|| format!("self-check {} has no must_fail_at", s.name))?;
-        match play(&s, p, p, corpus, &work.join(format!("selfcheck-{}", s.name))) {
+        let want = s
+            .must_fail_at
+            .with_context(|| format!("self-check {} has no must_fail_at", s.name))?;
+        match play(
+            &s,
+            p,
+            p,
+            corpus,
+            &work.join(format!("selfcheck-{}", s.name)),
+        ) {
             Outcome::Fail { step, .. } if step == want => {
                 println!("self-check {}: fails at step {want} as it must", s.name);
             }
@@ -191,7 +206,11 @@ impl Participant {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Array(items)) if !items.is_empty() => items
                     .iter()
-                    .map(|i| i.as_str().map(fill).with_context(|| format!("`{key}` holds a non-string")))
+                    .map(|i| {
+                        i.as_str()
+                            .map(fill)
+                            .with_context(|| format!("`{key}` holds a non-string"))
+                    })
                     .collect::<anyhow::Result<Vec<_>>>()
                     .map(Some),
                 Some(_) => bail!("`{key}` must be a non-empty array of strings"),
@@ -205,7 +224,12 @@ impl Participant {
             None => Vec::new(),
             Some(Value::Object(m)) => m
                 .iter()
-                .map(|(k, v)| Ok((k.clone(), fill(v.as_str().context("`env` values must be strings")?))))
+                .map(|(k, v)| {
+                    Ok((
+                        k.clone(),
+                        fill(v.as_str().context("`env` values must be strings")?),
+                    ))
+                })
                 .collect::<anyhow::Result<_>>()?,
             Some(_) => bail!("`env` must be an object"),
         };
@@ -221,7 +245,9 @@ impl Participant {
     }
 
     fn command(&self, argv: &[String], db: Option<&Path>) -> Command {
-        let db = db.map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
+        let db = db
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let argv: Vec<String> = argv.iter().map(|a| a.replace("{db}", &db)).collect();
         let mut c = Command::new(&argv[0]);
         c.args(&argv[1..])
@@ -241,8 +267,16 @@ impl Participant {
             Ok(out) if out.status.success() => Ok(()),
             Ok(out) => {
                 let err = String::from_utf8_lossy(&out.stderr);
-                let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                Err(format!("`{}` exited with {}: {last}", probe.join(" "), out.status))
+                let last = err
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                Err(format!(
+                    "`{}` exited with {}: {last}",
+                    probe.join(" "),
+                    out.status
+                ))
             }
             Err(e) => Err(format!("`{}`: {e}", probe[0])),
         }
@@ -289,7 +323,11 @@ fn load_scenarios(dir: &Path) -> anyhow::Result<Vec<Scenario>> {
                 .with_context(|| format!("{}: no `steps` array", f.display()))?
                 .clone();
             Ok(Scenario {
-                name: f.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+                name: f
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
                 steps,
                 must_fail_at: v["must_fail_at"].as_u64().map(|n| n as usize),
             })
@@ -298,7 +336,8 @@ fn load_scenarios(dir: &Path) -> anyhow::Result<Vec<Scenario>> {
 }
 
 fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
@@ -312,8 +351,11 @@ impl Corpus {
         let map = v.as_object().context("payloads.json must be an object")?;
         let mut vars = HashMap::new();
         for (name, text) in map {
-            let text = text.as_str().with_context(|| format!("payload {name} must be JSON text"))?;
-            serde_json::from_str::<Value>(text).with_context(|| format!("payload {name} is not JSON"))?;
+            let text = text
+                .as_str()
+                .with_context(|| format!("payload {name} must be JSON text"))?;
+            serde_json::from_str::<Value>(text)
+                .with_context(|| format!("payload {name} is not JSON"))?;
             vars.insert(format!("payload.{name}"), Value::from(text));
         }
         vars.insert("payload.big".into(), Value::from(big_payload()));
@@ -324,12 +366,14 @@ impl Corpus {
 /// `{"body":"..."}` of 1 MiB: multi-byte text (2-, 3- and 4-byte UTF-8, a combining mark) and
 /// escapes, so a layer that re-encodes any of them changes the bytes.
 fn big_payload() -> String {
+    // `{"body":"` and `"}` around it.
+    const WRAPPER: usize = 11;
     let unit = "honker é 漢字 😀 e\u{301} \\\"q\\\" \\n ";
     let mut body = String::with_capacity(BIG_PAYLOAD_BYTES + unit.len());
-    while body.len() + unit.len() + 12 <= BIG_PAYLOAD_BYTES {
+    while body.len() + unit.len() + WRAPPER <= BIG_PAYLOAD_BYTES {
         body.push_str(unit);
     }
-    while body.len() + 12 < BIG_PAYLOAD_BYTES {
+    while body.len() + WRAPPER < BIG_PAYLOAD_BYTES {
         body.push('.');
     }
     format!(r#"{{"body":"{body}"}}"#)
@@ -458,10 +502,17 @@ impl Actor {
                 return Err(format!("driver exited ({status:?}){}", self.stderr_tail()));
             }
         };
-        let v: Value = serde_json::from_str(&line)
-            .map_err(|e| format!("driver printed a line that is not JSON ({e}): {}", truncate(&line)))?;
+        let v: Value = serde_json::from_str(&line).map_err(|e| {
+            format!(
+                "driver printed a line that is not JSON ({e}): {}",
+                truncate(&line)
+            )
+        })?;
         if v["id"] != json!(id) {
-            return Err(format!("answer for id {id} expected, got {}", truncate(&line)));
+            return Err(format!(
+                "answer for id {id} expected, got {}",
+                truncate(&line)
+            ));
         }
         Ok((at, v, line))
     }
@@ -471,7 +522,10 @@ impl Actor {
         if t.is_empty() {
             String::new()
         } else {
-            format!("; stderr: {}", t.iter().cloned().collect::<Vec<_>>().join(" | "))
+            format!(
+                "; stderr: {}",
+                t.iter().cloned().collect::<Vec<_>>().join(" | ")
+            )
         }
     }
 
@@ -525,7 +579,10 @@ fn play(s: &Scenario, a: &Participant, b: &Participant, corpus: &Corpus, dir: &P
     for (i, step) in s.steps.iter().enumerate() {
         if let Err(reason) = state.step(step) {
             let actor = step["actor"].as_str().unwrap_or("?");
-            let what = step["op"].as_str().or(step["await"].as_str().map(|_| "await")).unwrap_or("?");
+            let what = step["op"]
+                .as_str()
+                .or(step["await"].as_str().map(|_| "await"))
+                .unwrap_or("?");
             outcome = Outcome::Fail {
                 step: i,
                 reason: format!("step {i} ({actor} {what}): {reason}"),
@@ -564,7 +621,9 @@ struct Play<'p> {
 impl Play<'_> {
     fn step(&mut self, step: &Value) -> Result<(), String> {
         let actor = step["actor"].as_str().ok_or("no `actor`")?.to_owned();
-        let timeout = step["timeout_ms"].as_u64().map_or(STEP_TIMEOUT, Duration::from_millis);
+        let timeout = step["timeout_ms"]
+            .as_u64()
+            .map_or(STEP_TIMEOUT, Duration::from_millis);
         if actor == "runner" {
             return self.runner_step(step);
         }
@@ -588,10 +647,13 @@ impl Play<'_> {
             self.actor(&actor)?.receive(id, timeout)?
         };
         if let Some(mark) = step["latency_since"].as_str() {
-            let since = *self.marks.get(mark).ok_or_else(|| format!("no mark `{mark}`"))?;
-            let latency = at
-                .checked_duration_since(since)
-                .ok_or_else(|| format!("the result arrived before mark `{mark}`: it did not wait for it"))?;
+            let since = *self
+                .marks
+                .get(mark)
+                .ok_or_else(|| format!("no mark `{mark}`"))?;
+            let latency = at.checked_duration_since(since).ok_or_else(|| {
+                format!("the result arrived before mark `{mark}`: it did not wait for it")
+            })?;
             self.wake = self.wake.max(Some(latency));
         }
         if let Some(mark) = step["mark"].as_str() {
@@ -605,8 +667,14 @@ impl Play<'_> {
         if let Some(code) = step["expect_error"].as_str() {
             return match (ok, answer["error"]["code"].as_str()) {
                 (false, Some(c)) if c == code => Ok(()),
-                (false, _) => Err(format!("expected error {code}, got error {}", answer["error"])),
-                (true, _) => Err(format!("expected error {code}, got {}", truncate(&answer["value"].to_string()))),
+                (false, _) => Err(format!(
+                    "expected error {code}, got error {}",
+                    answer["error"]
+                )),
+                (true, _) => Err(format!(
+                    "expected error {code}, got {}",
+                    truncate(&answer["value"].to_string())
+                )),
             };
         }
         if !ok {
@@ -619,16 +687,20 @@ impl Play<'_> {
         let value = &answer["value"];
         if let Some(expect) = step.get("expect") {
             let expect = pattern::substitute(expect, &self.vars)?;
-            let raw = pattern::raw_at(line, &["value".to_owned()]).ok_or("answer has no `value`")?;
+            let raw =
+                pattern::raw_at(line, &["value".to_owned()]).ok_or("answer has no `value`")?;
             pattern::check(&expect, value, raw)?;
         }
         if let Some(save) = step.get("save") {
             let save = save.as_object().ok_or("`save` must be an object")?;
             for (name, pointer) in save {
                 let pointer = pointer.as_str().ok_or("`save` pointers are strings")?;
-                let v = value
-                    .pointer(pointer)
-                    .ok_or_else(|| format!("nothing at {pointer:?} to save as `{name}` in {}", truncate(&value.to_string())))?;
+                let v = value.pointer(pointer).ok_or_else(|| {
+                    format!(
+                        "nothing at {pointer:?} to save as `{name}` in {}",
+                        truncate(&value.to_string())
+                    )
+                })?;
                 self.vars.insert(name.clone(), v.clone());
             }
         }
@@ -644,7 +716,9 @@ impl Play<'_> {
                 Ok(())
             }
             Some("now") => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
                 let value = json!(now + args["plus_ms"].as_i64().unwrap_or(0));
                 let line = json!({"ok": true, "value": value}).to_string();
                 self.judge(step, &json!({"ok": true, "value": value}), &line)
@@ -660,7 +734,8 @@ impl Play<'_> {
                 Some('B') => self.b,
                 _ => return Err(format!("actor `{name}` must start with A or B")),
             };
-            self.actors.insert(name.to_owned(), Actor::start(p, &self.db)?);
+            self.actors
+                .insert(name.to_owned(), Actor::start(p, &self.db)?);
         }
         Ok(self.actors.get_mut(name).expect("inserted above"))
     }
@@ -674,10 +749,22 @@ fn matrix(names: &[&str], cells: &BTreeMap<(String, String), Outcome>) -> String
             .map_or_else(|| "-".to_owned(), |o| short_cell(&o.cell()))
     };
     let corner = "producer \\ consumer";
-    let first = names.iter().map(|n| n.len()).chain([corner.len()]).max().unwrap_or(0);
+    let first = names
+        .iter()
+        .map(|n| n.len())
+        .chain([corner.len()])
+        .max()
+        .unwrap_or(0);
     let widths: Vec<usize> = names
         .iter()
-        .map(|b| names.iter().map(|a| text(a, b).len()).chain([b.len()]).max().unwrap_or(0))
+        .map(|b| {
+            names
+                .iter()
+                .map(|a| text(a, b).len())
+                .chain([b.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = format!("{corner:<first$}");
     for (b, w) in names.iter().zip(&widths) {
@@ -724,7 +811,8 @@ mod tests {
     }
 
     fn scratch(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("honker-interop-test-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("honker-interop-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -738,7 +826,10 @@ mod tests {
             {"actor": "A", "op": "enqueue", "args": {}, "expect": 1, "save": {"x": ""}},
             {"actor": "B", "op": "ack", "args": {"job_id": "$x"}, "expect": "$x"},
         ]));
-        assert_eq!(play(&good, &p, &p, &corpus, &dir.join("good")), Outcome::Ok { wake: None });
+        assert_eq!(
+            play(&good, &p, &p, &corpus, &dir.join("good")),
+            Outcome::Ok { wake: None }
+        );
         let bad = scenario(json!([
             {"actor": "A", "op": "enqueue", "args": {}, "expect": 1},
             {"actor": "B", "op": "ack", "args": {}, "expect": 2},
@@ -748,7 +839,10 @@ mod tests {
             panic!("a mismatch passed: {out:?}");
         };
         assert_eq!(*step, 1);
-        assert!(reason.contains("step 1 (B ack): the value: expected 2, got 1"), "{reason}");
+        assert!(
+            reason.contains("step 1 (B ack): the value: expected 2, got 1"),
+            "{reason}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -759,7 +853,10 @@ mod tests {
         let corpus = Corpus(HashMap::new());
         let s = scenario(json!([{"actor": "B", "op": "ack", "expect_error": "queue.lease_lost"}]));
         let out = play(&s, &p, &p, &corpus, &dir.join("a"));
-        assert!(matches!(&out, Outcome::Fail { step: 0, reason } if reason.contains("expected error queue.lease_lost")), "{out:?}");
+        assert!(
+            matches!(&out, Outcome::Fail { step: 0, reason } if reason.contains("expected error queue.lease_lost")),
+            "{out:?}"
+        );
         let s = scenario(json!([{"actor": "B", "op": "listen_wait", "background": "w"}]));
         let out = play(&s, &p, &p, &corpus, &dir.join("b"));
         assert!(matches!(&out, Outcome::Fail { step: 1, .. }), "{out:?}");
@@ -773,7 +870,10 @@ mod tests {
         let p = Participant::parse(&v, &dir, &dir, &dir).unwrap();
         let s = scenario(json!([{"actor": "A", "op": "open"}]));
         let out = play(&s, &p, &p, &Corpus(HashMap::new()), &dir.join("a"));
-        assert!(matches!(&out, Outcome::Fail { step: 0, reason } if reason.contains("driver")), "{out:?}");
+        assert!(
+            matches!(&out, Outcome::Fail { step: 0, reason } if reason.contains("driver")),
+            "{out:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -783,8 +883,20 @@ mod tests {
         let mut o = Outcome::Ok { wake: ms(2) }.named("a");
         o.merge("b", &Outcome::Ok { wake: ms(5) });
         assert_eq!(o, Outcome::Ok { wake: ms(5) });
-        o.merge("c", &Outcome::Fail { step: 3, reason: "boom".into() });
-        o.merge("d", &Outcome::Fail { step: 1, reason: "later".into() });
+        o.merge(
+            "c",
+            &Outcome::Fail {
+                step: 3,
+                reason: "boom".into(),
+            },
+        );
+        o.merge(
+            "d",
+            &Outcome::Fail {
+                step: 1,
+                reason: "later".into(),
+            },
+        );
         assert_eq!(o.cell(), "c: boom");
     }
 

@@ -30,7 +30,10 @@ pub(crate) fn substitute(v: &Value, vars: &HashMap<String, Value>) -> Result<Val
 /// Operator names are keys, never variables, but a lone `"$gt"` string is still refused as a
 /// variable name so a typo cannot silently match.
 fn is_operator(s: &str) -> bool {
-    matches!(s, "$json" | "$text" | "$gt" | "$ge" | "$lt" | "$le" | "$any")
+    matches!(
+        s,
+        "$json" | "$text" | "$gt" | "$ge" | "$lt" | "$le" | "$any"
+    )
 }
 
 /// Whether `actual` matches `pattern`; `raw` is the JSON text `actual` was parsed from (for
@@ -39,7 +42,12 @@ pub(crate) fn check(pattern: &Value, actual: &Value, raw: &str) -> Result<(), St
     walk(pattern, Some(actual), raw, &mut Vec::new())
 }
 
-fn walk(pattern: &Value, actual: Option<&Value>, raw: &str, path: &mut Vec<String>) -> Result<(), String> {
+fn walk(
+    pattern: &Value,
+    actual: Option<&Value>,
+    raw: &str,
+    path: &mut Vec<String>,
+) -> Result<(), String> {
     let at = || {
         if path.is_empty() {
             "the value".to_owned()
@@ -89,7 +97,13 @@ fn walk(pattern: &Value, actual: Option<&Value>, raw: &str, path: &mut Vec<Strin
     }
 }
 
-fn operator(op: &str, arg: &Value, actual: Option<&Value>, raw: &str, path: &[String]) -> Result<(), String> {
+fn operator(
+    op: &str,
+    arg: &Value,
+    actual: Option<&Value>,
+    raw: &str,
+    path: &[String],
+) -> Result<(), String> {
     if op == "$any" {
         return actual.map(|_| ()).ok_or_else(|| "missing".to_owned());
     }
@@ -97,11 +111,16 @@ fn operator(op: &str, arg: &Value, actual: Option<&Value>, raw: &str, path: &[St
     match op {
         "$json" => {
             let text = arg.as_str().ok_or("$json takes JSON text")?;
-            let want: Value = serde_json::from_str(text).map_err(|e| format!("$json text is not JSON: {e}"))?;
+            let want: Value =
+                serde_json::from_str(text).map_err(|e| format!("$json text is not JSON: {e}"))?;
             if json_eq(&want, actual) {
                 Ok(())
             } else {
-                Err(format!("expected the value of {}, got {}", short(&want), short(actual)))
+                Err(format!(
+                    "expected the value of {}, got {}",
+                    short(&want),
+                    short(actual)
+                ))
             }
         }
         "$text" => {
@@ -122,7 +141,11 @@ fn operator(op: &str, arg: &Value, actual: Option<&Value>, raw: &str, path: &[St
         }
         "$gt" | "$ge" | "$lt" | "$le" => {
             let (Some(a), Some(b)) = (actual.as_f64(), arg.as_f64()) else {
-                return Err(format!("{op} compares numbers, got {} and {}", short(actual), short(arg)));
+                return Err(format!(
+                    "{op} compares numbers, got {} and {}",
+                    short(actual),
+                    short(arg)
+                ));
             };
             let ok = match op {
                 "$gt" => a > b,
@@ -144,9 +167,13 @@ fn operator(op: &str, arg: &Value, actual: Option<&Value>, raw: &str, path: &[St
 pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => number_eq(x, y),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         (a, b) => a == b,
     }
@@ -274,7 +301,10 @@ fn skip_value(b: &[u8], pos: usize) -> Option<usize> {
         }
         _ => {
             let mut i = pos;
-            while b.get(i).is_some_and(|c| !matches!(c, b',' | b']' | b'}') && !c.is_ascii_whitespace()) {
+            while b
+                .get(i)
+                .is_some_and(|c| !matches!(c, b',' | b']' | b'}') && !c.is_ascii_whitespace())
+            {
                 i += 1;
             }
             (i > pos).then_some(i)
@@ -295,9 +325,20 @@ mod tests {
     fn objects_match_on_the_keys_named_and_arrays_on_every_item() {
         ok(json!([{"id": 1}]), r#"[{"id":1,"extra":true}]"#).unwrap();
         let e = ok(json!([{"id": 2}]), r#"[{"id":1}]"#).unwrap_err();
-        assert!(e.contains("/0/id") && e.contains("expected 2, got 1"), "{e}");
-        assert!(ok(json!([1]), "[1,2]").unwrap_err().contains("expected 1 items, got 2"));
-        assert!(ok(json!({"a": 1}), "{}").unwrap_err().contains("/a: missing"));
+        assert!(
+            e.contains("/0/id") && e.contains("expected 2, got 1"),
+            "{e}"
+        );
+        assert!(
+            ok(json!([1]), "[1,2]")
+                .unwrap_err()
+                .contains("expected 1 items, got 2")
+        );
+        assert!(
+            ok(json!({"a": 1}), "{}")
+                .unwrap_err()
+                .contains("/a: missing")
+        );
     }
 
     #[test]
@@ -311,10 +352,28 @@ mod tests {
 
     #[test]
     fn json_operator_needs_the_same_value_and_text_operator_the_same_bytes() {
-        ok(json!({"p": {"$json": r#"{"b":1,"a":[2]}"#}}), r#"{"p":{"a":[2],"b":1}}"#).unwrap();
-        assert!(ok(json!({"p": {"$json": r#"{"b":1}"#}}), r#"{"p":{"b":1,"c":0}}"#).is_err());
-        ok(json!([{"p": {"$text": r#"{"b":1,"a":"é"}"#}}]), r#"[{"x":"]","p":{"b":1,"a":"é"}}]"#).unwrap();
-        let e = ok(json!([{"p": {"$text": r#"{"b":1,"a":2}"#}}]), r#"[{"p":{"a":2,"b":1}}]"#).unwrap_err();
+        ok(
+            json!({"p": {"$json": r#"{"b":1,"a":[2]}"#}}),
+            r#"{"p":{"a":[2],"b":1}}"#,
+        )
+        .unwrap();
+        assert!(
+            ok(
+                json!({"p": {"$json": r#"{"b":1}"#}}),
+                r#"{"p":{"b":1,"c":0}}"#
+            )
+            .is_err()
+        );
+        ok(
+            json!([{"p": {"$text": r#"{"b":1,"a":"é"}"#}}]),
+            r#"[{"x":"]","p":{"b":1,"a":"é"}}]"#,
+        )
+        .unwrap();
+        let e = ok(
+            json!([{"p": {"$text": r#"{"b":1,"a":2}"#}}]),
+            r#"[{"p":{"a":2,"b":1}}]"#,
+        )
+        .unwrap_err();
         assert!(e.contains("raw text differs at byte 2"), "{e}");
     }
 
@@ -332,7 +391,13 @@ mod tests {
     #[test]
     fn substitution_keeps_types_and_refuses_unknown_names() {
         let vars = HashMap::from([("id".to_owned(), json!(7))]);
-        assert_eq!(substitute(&json!({"a": ["$id"], "b": "$$"}), &vars).unwrap_err(), "unknown variable `$$`");
-        assert_eq!(substitute(&json!({"a": ["$id"], "b": "x"}), &vars).unwrap(), json!({"a": [7], "b": "x"}));
+        assert_eq!(
+            substitute(&json!({"a": ["$id"], "b": "$$"}), &vars).unwrap_err(),
+            "unknown variable `$$`"
+        );
+        assert_eq!(
+            substitute(&json!({"a": ["$id"], "b": "x"}), &vars).unwrap(),
+            json!({"a": [7], "b": "x"})
+        );
     }
 }

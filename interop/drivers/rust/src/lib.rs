@@ -199,7 +199,10 @@ pub fn answer(driver: &mut dyn Driver, line: &str) -> String {
         Some(other) => {
             return failure_line(
                 &id,
-                &Failure::new("driver.bad_request", format!("`args` is not an object: {other}")),
+                &Failure::new(
+                    "driver.bad_request",
+                    format!("`args` is not an object: {other}"),
+                ),
             );
         }
     };

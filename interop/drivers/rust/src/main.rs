@@ -45,7 +45,11 @@ struct RustDriver {
 
 /// An error of any honker crate, with its stable code. `db.busy` is the protocol's `sqlite.busy`.
 fn coded(code: &str, message: impl std::fmt::Display) -> Failure {
-    let code = if code == "db.busy" { "sqlite.busy" } else { code };
+    let code = if code == "db.busy" {
+        "sqlite.busy"
+    } else {
+        code
+    };
     Failure::new(code, message)
 }
 
@@ -123,8 +127,9 @@ impl Driver for RustDriver {
             }
             "sql" => sql_rows(conn, a.text("sql")?),
             "queue_configure" => {
-                let patch = QueueOptionsPatch::from_json(&a.opt_json_text("options").unwrap_or_default())
-                    .coded()?;
+                let patch =
+                    QueueOptionsPatch::from_json(&a.opt_json_text("options").unwrap_or_default())
+                        .coded()?;
                 let q = Queue::new(a.text("queue")?).coded()?;
                 Ok(Reply::Raw(q.configure(conn, &patch).coded()?.to_json()))
             }
@@ -134,12 +139,19 @@ impl Driver for RustDriver {
                     None => EnqueueOptions::default(),
                 };
                 let q = Queue::new(a.text("queue")?).coded()?;
-                Ok(Reply::from(q.enqueue(conn, a.text("payload")?, &opts).coded()?.0))
+                Ok(Reply::from(
+                    q.enqueue(conn, a.text("payload")?, &opts).coded()?.0,
+                ))
             }
             "claim" => {
                 let q = Queue::new(a.text("queue")?).coded()?;
                 let jobs = q
-                    .claim(conn, a.text("worker")?, a.count("n")?, a.opt_int("lease_ms")?)
+                    .claim(
+                        conn,
+                        a.text("worker")?,
+                        a.count("n")?,
+                        a.opt_int("lease_ms")?,
+                    )
                     .coded()?;
                 let items = jobs.iter().map(|j| {
                     object(&[
@@ -163,7 +175,13 @@ impl Driver for RustDriver {
             "retry" => {
                 let (q, id, token) = held(a)?;
                 let outcome = q
-                    .retry(conn, id, token, a.opt_int("delay_ms")?, a.opt_text("error")?)
+                    .retry(
+                        conn,
+                        id,
+                        token,
+                        a.opt_int("delay_ms")?,
+                        a.opt_text("error")?,
+                    )
                     .coded()?;
                 Ok(Reply::Json(match outcome {
                     RetryOutcome::Retrying { run_at } => {
@@ -207,24 +225,38 @@ impl Driver for RustDriver {
             }
             "result_save" => {
                 let id = JobId(a.int("job_id")?);
-                honker_queue::save_result(conn, &SystemClock, id, a.text("value")?, a.opt_int("ttl_ms")?)
-                    .coded()?;
+                honker_queue::save_result(
+                    conn,
+                    &SystemClock,
+                    id,
+                    a.text("value")?,
+                    a.opt_int("ttl_ms")?,
+                )
+                .coded()?;
                 Ok(Reply::from(1))
             }
             "result_get" => {
                 let id = JobId(a.int("job_id")?);
-                Ok(match honker_queue::get_result(conn, &SystemClock, id).coded()? {
-                    Some(text) => Reply::Raw(text),
-                    None => Reply::null(),
-                })
+                Ok(
+                    match honker_queue::get_result(conn, &SystemClock, id).coded()? {
+                        Some(text) => Reply::Raw(text),
+                        None => Reply::null(),
+                    },
+                )
             }
             "notify" => {
-                let id = honker_stream::notify(conn, a.text("channel")?, a.text("payload")?).coded()?;
+                let id =
+                    honker_stream::notify(conn, a.text("channel")?, a.text("payload")?).coded()?;
                 Ok(Reply::from(id))
             }
             "listen" => {
-                let rows = honker_stream::listen(conn, a.text("channel")?, a.int("after_id")?, a.count("limit")?)
-                    .coded()?;
+                let rows = honker_stream::listen(
+                    conn,
+                    a.text("channel")?,
+                    a.int("after_id")?,
+                    a.count("limit")?,
+                )
+                .coded()?;
                 Ok(Reply::Raw(notifications(&rows)))
             }
             "listen_wait" => listen_wait(conn, &path, a),
@@ -267,8 +299,9 @@ impl Driver for RustDriver {
                 Ok(Reply::from(i64::from(commit.advanced())))
             }
             "offset" => {
-                let offset = honker_stream::committed_offset(conn, a.text("consumer")?, a.text("topic")?)
-                    .coded()?;
+                let offset =
+                    honker_stream::committed_offset(conn, a.text("consumer")?, a.text("topic")?)
+                        .coded()?;
                 Ok(Reply::from(offset.map(Offset::get)))
             }
             "schedule" => {
@@ -278,8 +311,9 @@ impl Driver for RustDriver {
                 if let Some(zone) = parsed.zone {
                     sched = sched.with_zone(zone);
                 }
-                let spec = ScheduleSpec::new(a.text("name")?, sched, a.text("queue")?, a.text("payload")?)
-                    .with_options(parsed.options);
+                let spec =
+                    ScheduleSpec::new(a.text("name")?, sched, a.text("queue")?, a.text("payload")?)
+                        .with_options(parsed.options);
                 let info = honker_cron::register(conn, &spec, SystemClock.now()).coded()?;
                 Ok(Reply::from(info.next_fire.map(|m| m.get())))
             }
@@ -289,7 +323,11 @@ impl Driver for RustDriver {
                     None => Zone::UTC,
                 };
                 let sched = Schedule::parse(a.text("cron")?).coded()?.with_zone(zone);
-                Ok(Reply::from(sched.next_after(Millis(a.int("after_ms")?)).map(|m| m.get())))
+                Ok(Reply::from(
+                    sched
+                        .next_after(Millis(a.int("after_ms")?))
+                        .map(|m| m.get()),
+                ))
             }
             "cron_tick" => {
                 let report = honker_cron::tick(conn, Millis(a.int("now_ms")?)).coded()?;
@@ -300,7 +338,10 @@ impl Driver for RustDriver {
                     .collect();
                 Ok(Reply::Json(Value::from(fires)))
             }
-            other => Err(Failure::new("driver.unsupported_op", format!("no op `{other}`"))),
+            other => Err(Failure::new(
+                "driver.unsupported_op",
+                format!("no op `{other}`"),
+            )),
         }
     }
 }
@@ -357,7 +398,11 @@ fn array(items: impl Iterator<Item = String>) -> String {
 /// One statement of business SQL; rows as objects keyed by column name.
 fn sql_rows(conn: &Connection, sql: &str) -> Result<Reply, Failure> {
     let mut stmt = conn.prepare(sql).map_err(sqlite)?;
-    let names: Vec<String> = stmt.column_names().iter().map(|s| (*s).to_owned()).collect();
+    let names: Vec<String> = stmt
+        .column_names()
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     let mut rows = stmt.query([]).map_err(sqlite)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(sqlite)? {
@@ -368,7 +413,9 @@ fn sql_rows(conn: &Connection, sql: &str) -> Result<Reply, Failure> {
                 ValueRef::Integer(n) => Value::from(n),
                 ValueRef::Real(f) => Value::from(f),
                 ValueRef::Text(t) => Value::from(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Blob(b) => Value::from(b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+                ValueRef::Blob(b) => {
+                    Value::from(b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+                }
             };
             obj.insert(name.clone(), v);
         }

@@ -18,7 +18,9 @@ use serde_json::Value;
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     let (Some(db), None) = (args.next(), args.next()) else {
-        eprintln!("usage: honker-interop-sqlite3 <database file>  (HONKER_EXT_PATH: the extension)");
+        eprintln!(
+            "usage: honker-interop-sqlite3 <database file>  (HONKER_EXT_PATH: the extension)"
+        );
         return ExitCode::from(2);
     };
     let Some(ext) = std::env::var_os("HONKER_EXT_PATH") else {
@@ -147,7 +149,8 @@ impl Sqlite3Driver {
         let stmt = stmt.trim().trim_end_matches(';');
         let terminator = if stmt.starts_with('.') { "" } else { ";" };
         let script = format!("{stmt}{terminator}\n.print {sentinel}\n");
-        let broken = |e: std::io::Error| Failure::new("driver.failed", format!("sqlite3 pipe: {e}"));
+        let broken =
+            |e: std::io::Error| Failure::new("driver.failed", format!("sqlite3 pipe: {e}"));
         session.stdin.write_all(script.as_bytes()).map_err(broken)?;
         session.stdin.flush().map_err(broken)?;
         let mut printed = String::new();
@@ -246,7 +249,12 @@ impl Driver for Sqlite3Driver {
                 self.call(&call, JsonText)
             }
             "enqueue" => {
-                let call = format!("honker_enqueue({}, {}, {})", t("queue")?, t("payload")?, oj("options"));
+                let call = format!(
+                    "honker_enqueue({}, {}, {})",
+                    t("queue")?,
+                    t("payload")?,
+                    oj("options")
+                );
                 self.call(&call, Scalar)
             }
             "claim" => {
@@ -259,7 +267,10 @@ impl Driver for Sqlite3Driver {
                 );
                 self.call(&call, JsonText)
             }
-            "ack" => self.call(&format!("honker_ack({}, {})", i("job_id")?, i("lease_token")?), Scalar),
+            "ack" => self.call(
+                &format!("honker_ack({}, {})", i("job_id")?, i("lease_token")?),
+                Scalar,
+            ),
             "retry" => {
                 let call = format!(
                     "honker_retry({}, {}, {}, {})",
@@ -271,19 +282,37 @@ impl Driver for Sqlite3Driver {
                 self.call(&call, JsonText)
             }
             "fail" => {
-                let call = format!("honker_fail({}, {}, {})", i("job_id")?, i("lease_token")?, t("error")?);
+                let call = format!(
+                    "honker_fail({}, {}, {})",
+                    i("job_id")?,
+                    i("lease_token")?,
+                    t("error")?
+                );
                 self.call(&call, Scalar)
             }
             "job" => self.call(&format!("honker_job({})", i("job_id")?), JsonText),
             "dead_requeue" => self.call(&format!("honker_dead_requeue({})", i("job_id")?), Scalar),
             "result_save" => {
-                let call = format!("honker_result_save({}, {}, {})", i("job_id")?, t("value")?, oi("ttl_ms")?);
+                let call = format!(
+                    "honker_result_save({}, {}, {})",
+                    i("job_id")?,
+                    t("value")?,
+                    oi("ttl_ms")?
+                );
                 self.call(&call, Scalar)
             }
             "result_get" => self.call(&format!("honker_result_get({})", i("job_id")?), JsonText),
-            "notify" => self.call(&format!("honker_notify({}, {})", t("channel")?, t("payload")?), Scalar),
+            "notify" => self.call(
+                &format!("honker_notify({}, {})", t("channel")?, t("payload")?),
+                Scalar,
+            ),
             "listen" => {
-                let call = format!("honker_listen({}, {}, {})", t("channel")?, i("after_id")?, i("limit")?);
+                let call = format!(
+                    "honker_listen({}, {}, {})",
+                    t("channel")?,
+                    i("after_id")?,
+                    i("limit")?
+                );
                 self.call(&call, JsonText)
             }
             "listen_wait" => {
@@ -297,18 +326,36 @@ impl Driver for Sqlite3Driver {
                 self.call(&call, JsonText)
             }
             "publish" => {
-                let call = format!("honker_publish({}, {}, {})", t("topic")?, t("payload")?, ot("key")?);
+                let call = format!(
+                    "honker_publish({}, {}, {})",
+                    t("topic")?,
+                    t("payload")?,
+                    ot("key")?
+                );
                 self.call(&call, Scalar)
             }
             "read" => {
-                let call = format!("honker_read({}, {}, {})", t("topic")?, i("after_offset")?, i("limit")?);
+                let call = format!(
+                    "honker_read({}, {}, {})",
+                    t("topic")?,
+                    i("after_offset")?,
+                    i("limit")?
+                );
                 self.call(&call, JsonText)
             }
             "commit_offset" => {
-                let call = format!("honker_commit_offset({}, {}, {})", t("consumer")?, t("topic")?, i("offset")?);
+                let call = format!(
+                    "honker_commit_offset({}, {}, {})",
+                    t("consumer")?,
+                    t("topic")?,
+                    i("offset")?
+                );
                 self.call(&call, Scalar)
             }
-            "offset" => self.call(&format!("honker_offset({}, {})", t("consumer")?, t("topic")?), Scalar),
+            "offset" => self.call(
+                &format!("honker_offset({}, {})", t("consumer")?, t("topic")?),
+                Scalar,
+            ),
             "schedule" => {
                 let call = format!(
                     "honker_schedule({}, {}, {}, {}, {})",
@@ -321,11 +368,19 @@ impl Driver for Sqlite3Driver {
                 self.call(&call, Scalar)
             }
             "cron_next" => {
-                let call = format!("honker_cron_next({}, {}, {})", t("cron")?, i("after_ms")?, ot("tz")?);
+                let call = format!(
+                    "honker_cron_next({}, {}, {})",
+                    t("cron")?,
+                    i("after_ms")?,
+                    ot("tz")?
+                );
                 self.call(&call, Scalar)
             }
             "cron_tick" => self.call(&format!("honker_cron_tick({})", i("now_ms")?), JsonText),
-            other => Err(Failure::new("driver.unsupported_op", format!("no op `{other}`"))),
+            other => Err(Failure::new(
+                "driver.unsupported_op",
+                format!("no op `{other}`"),
+            )),
         }
     }
 }
