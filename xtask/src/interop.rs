@@ -770,6 +770,7 @@ fn matrix(names: &[&str], cells: &BTreeMap<(String, String), Outcome>) -> String
     for (b, w) in names.iter().zip(&widths) {
         out.push_str(&format!("  {b:<w$}"));
     }
+    out = out.trim_end().to_owned();
     out.push('\n');
     for a in names {
         out.push_str(&format!("{a:<first$}"));
