@@ -221,8 +221,10 @@ class Database:
                 raise
             raise mapped from None
 
-    def _write(self, c: Any, sql: str, params: Sequence[Any]) -> Any:
-        """A write: joins the caller's transaction; in autocommit, kicks same-process waiters after."""
+    def _write(self, c: Any, sql: str, params: Sequence[Any], kick: bool = True) -> Any:
+        """A write: joins the caller's transaction; in autocommit, kicks same-process waiters after
+        (``kick=False`` for writes nobody waits for, such as claims and heartbeats: a claim that
+        kicked would wake every other worker of the process into a claim of its own, and so on)."""
         if c.isolation_level is not None and not c.in_transaction:
             # The stdlib's legacy mode opens a transaction before DML, not before SELECT: do the
             # same for honker's writes, so they commit or roll back with the caller's.
@@ -234,7 +236,7 @@ class Database:
             if mapped is None:
                 raise
             raise mapped from None
-        if not c.in_transaction:
+        if kick and not c.in_transaction:
             h = self._hub
             if h is not None:
                 h.kick()
@@ -392,8 +394,12 @@ class Database:
         """Fire every due schedule boundary once (``honker_cron_tick``); returns what fired."""
         c = self._conn(None)
         if now_ms is None:
-            return list(loads(self._write(c, "SELECT honker_cron_tick()", ())))
-        return list(loads(self._write(c, "SELECT honker_cron_tick(?)", (now_ms,))))
+            fired = list(loads(self._write(c, "SELECT honker_cron_tick()", (), kick=False)))
+        else:
+            fired = list(loads(self._write(c, "SELECT honker_cron_tick(?)", (now_ms,), kick=False)))
+        if fired and not c.in_transaction:
+            self._kick()
+        return fired
 
     def worker(self, queues: Optional[Sequence[str]] = None, *, concurrency: int = 1, **options: Any) -> Worker:
         """A thread-pool worker running the ``@db.task`` functions of ``queues`` (default: every

@@ -28,7 +28,7 @@ from .errors import HonkerError, WaitCancelled, map_error
 log = logging.getLogger("honker")
 
 _FALLBACK_WAIT_MS = 200
-_CANCELLABLE_WAIT_MS = 30_000
+_CANCELLABLE_WAIT_MS = 5_000
 _counter = itertools.count(1)
 
 

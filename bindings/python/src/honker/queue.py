@@ -141,7 +141,7 @@ class Job:
     def heartbeat(self, extend: Seconds, *, conn: ConnLike = None) -> int:
         """Extend the lease by ``extend`` from now; returns the new expiry (ms)."""
         v = int(self.db._write(self.db._conn(conn), "SELECT honker_heartbeat(?, ?, ?)",
-                               (self.id, self.lease_token, to_ms(extend, "extend"))))
+                               (self.id, self.lease_token, to_ms(extend, "extend")), False))
         self.lease_expires_ms = v
         return v
 
@@ -192,7 +192,8 @@ class Queue:
 
         ``delay`` seconds or ``run_at`` (datetime / Unix seconds); ``priority`` (higher first);
         ``max_attempts``; ``expires`` (seconds from now or a datetime: not run after it);
-        ``dedup_key`` (at most one live job per key: ``DedupConflict`` otherwise).
+        ``dedup_key`` (at most one live job per key: while one is live, its id is returned
+        and nothing is written).
         """
         db = self.db
         c = db._conn(conn)
@@ -221,7 +222,7 @@ class Queue:
         db = self.db
         c = db._conn(conn)
         lease_ms = None if lease is None else to_ms(lease, "lease")
-        rows = loads(db._write(c, "SELECT honker_claim(?, ?, ?, ?)", (self.name, worker, n, lease_ms)))
+        rows = loads(db._write(c, "SELECT honker_claim(?, ?, ?, ?)", (self.name, worker, n, lease_ms), False))
         return [Job._from_row(db, r) for r in rows]
 
     def claim_wait(self, n: int = 1, *, timeout: Optional[float] = None, worker: str = "python",

@@ -214,7 +214,7 @@ class Worker:
 
     def _claim(self, conn: Any, queue: str, n: int) -> List[Job]:
         try:
-            rows = loads(self.db._write(conn, "SELECT honker_claim(?, ?, ?, ?)", (queue, self.id, n, self.lease_ms)))
+            rows = loads(self.db._write(conn, "SELECT honker_claim(?, ?, ?, ?)", (queue, self.id, n, self.lease_ms), False))
         except self.db.driver.error as e:  # SQLITE_BUSY: try again on the next round
             log.warning("worker %s: claim on %s: %s", self.id, queue, e)
             return []
@@ -257,7 +257,7 @@ class Worker:
             if not self.transactional and now >= h.next_beat:
                 try:
                     self.db._write(conn, "SELECT honker_heartbeat(?, ?, ?)",
-                                   (h.job.id, h.job.lease_token, int(h.lease_s * 1000)))
+                                   (h.job.id, h.job.lease_token, int(h.lease_s * 1000)), False)
                 except LeaseLost:
                     log.warning("worker %s: job %d lost its lease while running", self.id, h.job.id)
                 except self.db.driver.error as e:
@@ -532,7 +532,7 @@ class AsyncWorker:
     def _claim(self, queue: str, n: int) -> List[Job]:
         try:
             rows = loads(self.db._write(self._conn, "SELECT honker_claim(?, ?, ?, ?)",
-                                        (queue, self.id, n, self.lease_ms)))
+                                        (queue, self.id, n, self.lease_ms), False))
         except self.db.driver.error as e:
             log.warning("worker %s: claim on %s: %s", self.id, queue, e)
             return []
