@@ -104,7 +104,7 @@ export class Database {
   private readonly owned: boolean;
   private waiter: Waiter | undefined;
   private closed = false;
-  private readonly queues = new Map<string, Queue>();
+  private readonly queues = new Map<string, Queue<unknown>>();
 
   /** @internal use `open()` or `attach()`. */
   constructor(conn: Conn, ext: string, how: { owned: boolean; setup: boolean }) {
@@ -184,7 +184,7 @@ export class Database {
   }
 
   /** The queue `name`; with options, stores them first (shared by every process and language). */
-  queue(name: string, options?: QueueOptions): Queue {
+  queue<T = Json>(name: string, options?: QueueOptions): Queue<T> {
     str('name', name);
     let q = this.queues.get(name);
     if (q === undefined) {
@@ -192,12 +192,12 @@ export class Database {
       this.queues.set(name, q);
     }
     if (options !== undefined) q.configure(options);
-    return q;
+    return q as Queue<T>;
   }
 
   /** The durable stream `topic`. */
-  stream(topic: string): Stream {
-    return new Stream(this, str('topic', topic));
+  stream<T = Json>(topic: string): Stream<T> {
+    return new Stream<T>(this, str('topic', topic));
   }
 
   /** Try to take the named lock for `ttlMs`; a Lock with its fencing token, or null when held by someone else. */
@@ -224,6 +224,23 @@ export class Database {
     this.waiter?.release();
     this.waiter = undefined;
     if (this.owned) this.conn.close();
+  }
+
+  /**
+   * Run one statement of your own on this connection (in the current transaction, if any), such
+   * as the effect of `job.complete(tx => tx.run(...))`; the number of rows it changed.
+   */
+  run(sql: string, ...params: unknown[]): number {
+    try {
+      return this.conn.run(sql, params);
+    } catch (e) {
+      throw mapError(e);
+    }
+  }
+
+  /** One value of a query of your own on this connection (first column of the first row). */
+  get(sql: string, ...params: unknown[]): unknown {
+    return this.value(sql, ...params);
   }
 
   /** @internal one SQL function call on this connection, errors mapped to typed errors. */

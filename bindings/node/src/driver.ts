@@ -18,6 +18,7 @@ export class Conn {
   /** The driver's own connection object (a better-sqlite3 `Database` or a bun:sqlite `Database`). */
   readonly raw: any;
   private readonly cache = new Map<string, Stmt>();
+  private readonly runCache = new Map<string, any>();
 
   constructor(raw: any, kind: DriverKind) {
     this.raw = raw;
@@ -32,6 +33,16 @@ export class Conn {
       this.cache.set(sql, s);
     }
     return s;
+  }
+
+  /** Run one statement with parameters, ignoring any rows; the number of rows it changed. */
+  run(sql: string, args: unknown[]): number {
+    let s = this.runCache.get(sql);
+    if (s === undefined) {
+      s = this.raw.prepare(sql);
+      this.runCache.set(sql, s);
+    }
+    return Number(s.run(...args).changes);
   }
 
   /** Run SQL that returns nothing (PRAGMAs, BEGIN, ...). */
@@ -54,6 +65,7 @@ export class Conn {
 
   close(): void {
     this.cache.clear();
+    this.runCache.clear();
     this.raw.close();
   }
 

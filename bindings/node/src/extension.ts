@@ -1,6 +1,6 @@
 // Finding libhonker_ext.so: an explicit path, then HONKER_EXT, then the copy carried by the
 // package (native/, filled by the install script), then a build in the surrounding repository.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ExtensionError } from './errors.js';
 import { here } from './here.js';
@@ -22,7 +22,19 @@ export function extensionCandidates(explicit?: string): string[] {
 /** The path of the extension to load; ExtensionError `ext.not_found` naming every path tried. */
 export function findExtension(explicit?: string): string {
   const tried = extensionCandidates(explicit);
-  for (const p of tried) if (existsSync(p)) return p;
+  // The package's own copy and a build in the surrounding repository: the newer wins, so a
+  // rebuilt extension is picked up in a checkout without reinstalling.
+  let best: string | undefined;
+  let bestTime = -1;
+  for (const p of tried) {
+    if (!existsSync(p)) continue;
+    const t = statSync(p).mtimeMs;
+    if (t > bestTime) {
+      best = p;
+      bestTime = t;
+    }
+  }
+  if (best !== undefined) return best;
   throw new ExtensionError(
     'ext.not_found',
     `libhonker_ext not found; tried ${tried.join(', ')} (set HONKER_EXT to its path, or reinstall honker with cargo on PATH)`,
