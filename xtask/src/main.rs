@@ -1,4 +1,4 @@
-//! `cargo xtask`: the project's automation (ci, ext, fuzz, tidy, bench), in Rust rather than shell.
+//! `cargo xtask`: the project's automation (ci, ext, fuzz, tidy, bench, interop), in Rust rather than shell.
 //!
 //! Arguments are parsed by hand to keep this crate's dependencies few.
 
@@ -7,6 +7,7 @@ mod ci;
 mod cmd;
 mod ext;
 mod fuzz;
+mod interop;
 mod metadata;
 #[cfg(test)]
 mod tidy;
@@ -25,7 +26,10 @@ commands:
   fuzz [target] [secs]  run one fuzz target (or all) for `secs` seconds each (default 60)
   tidy                  the repository's house-rule checks (= cargo test -p xtask)
   bench [--runs N] [--quick] [--strict]
-                        cross-process figures, each against a raw baseline";
+                        cross-process figures, each against a raw baseline
+  interop [--scenario NAME]... [--participant NAME]...
+                        every interop/scenarios for every ordered pair of participants
+                        (interop/drivers/*/participant.json), printed as a matrix";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         },
         "fuzz" => fuzz::run(rest),
         "bench" => bench::run(rest),
+        "interop" => interop::run(rest),
         "tidy" => no_args(command, rest)
             .and_then(|()| cmd::run(cmd::cargo().args(["test", "-p", "xtask"]))),
         "help" | "-h" | "--help" => {

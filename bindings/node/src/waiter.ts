@@ -1,0 +1,282 @@
+// One waiting thread per database file per process. The thread blocks in
+// `honker_wait(epoch, timeout_ms, cancel_key)` on its own connection and posts each new epoch to
+// the main thread; every listener, worker and subscriber of the process awaits "epoch past the
+// one I sampled" here and then does its own non-blocking read on the main thread. The event loop
+// never blocks. When nobody waits, the thread parks on an Atomics word (the extension's watcher
+// then stops polling too) and is unref'd, so it never holds the process open.
+import { Worker } from 'node:worker_threads';
+import { join } from 'node:path';
+import type { Conn } from './driver.js';
+import { isBun } from './driver.js';
+import { honkerError, WakeError } from './errors.js';
+import { here } from './here.js';
+
+/** How a wait ended. */
+export type WaitOutcome = 'wake' | 'timeout' | 'abort';
+
+/** Live counts of what the binding holds, for monitoring and leak tests. */
+export interface Diagnostics {
+  /** Waits parked on a waiting thread. */
+  pendingWaits: number;
+  /** Timers the binding has armed and not yet cleared or fired. */
+  timers: number;
+  /** `abort` listeners the binding has added to AbortSignals and not yet removed. */
+  abortListeners: number;
+  /** Waiting threads alive (one per database file with a listener or worker). */
+  threads: number;
+}
+
+const counters = { timers: 0, abortListeners: 0, pending: 0 };
+
+/** What the binding currently holds. */
+export function diagnostics(): Diagnostics {
+  return { pendingWaits: counters.pending, timers: counters.timers, abortListeners: counters.abortListeners, threads: Waiter.count() };
+}
+
+// Shared words with the thread: STATE is 0 idle, 1 wanted, 2 stop; SEQ numbers each wait's key.
+const STATE = 0;
+const SEQ = 1;
+const IDLE_LINGER_MS = 200;
+
+interface Pending {
+  seen: number;
+  done: (outcome: WaitOutcome, err?: unknown) => void;
+}
+
+/** Connections any of which can call `honker_wait_cancel` (it is process-wide). */
+const cancelConns = new Set<Conn>();
+let threadCounter = 0;
+let exitHookInstalled = false;
+
+/** A timer the diagnostics count. */
+export function armTimer(fn: () => void, ms: number): () => void {
+  counters.timers++;
+  let live = true;
+  const t = setTimeout(() => {
+    live = false;
+    counters.timers--;
+    fn();
+  }, Math.max(0, Math.min(ms, 2_147_483_647)));
+  return () => {
+    if (live) {
+      live = false;
+      counters.timers--;
+      clearTimeout(t);
+    }
+  };
+}
+
+/** Add an abort listener the diagnostics count; returns its remover. */
+export function onAbort(signal: AbortSignal | undefined, fn: () => void): () => void {
+  if (signal === undefined) return noop;
+  counters.abortListeners++;
+  let live = true;
+  const h = () => {
+    if (live) {
+      live = false;
+      counters.abortListeners--;
+    }
+    fn();
+  };
+  signal.addEventListener('abort', h, { once: true });
+  return () => {
+    if (live) {
+      live = false;
+      counters.abortListeners--;
+      signal.removeEventListener('abort', h);
+    }
+  };
+}
+
+function noop(): void {}
+
+/** Whether `signal` has aborted (a function, so TypeScript does not narrow it across awaits). */
+export function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+/** Resolve after `ms`, or at once when `signal` aborts; leaves no timer or listener behind. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted === true) return resolve();
+    let off = noop;
+    const cancel = armTimer(() => {
+      off();
+      resolve();
+    }, ms);
+    off = onAbort(signal, () => {
+      cancel();
+      resolve();
+    });
+  });
+}
+
+export class Waiter {
+  private static readonly byFile = new Map<string, Waiter>();
+
+  static count(): number {
+    return Waiter.byFile.size;
+  }
+
+  /** The waiter of the file `key` (dev:ino), started if needed; pair with `release()`. */
+  static acquire(key: string, path: string, ext: string, hasCancel: boolean, conn: Conn): Waiter {
+    cancelConns.add(conn);
+    let w = Waiter.byFile.get(key);
+    if (w === undefined || w.dead) {
+      w = new Waiter(key, path, ext, hasCancel);
+      Waiter.byFile.set(key, w);
+    }
+    w.refs++;
+    return w;
+  }
+
+  /** Forget `conn` as a connection that can cancel waits (it is closing). */
+  static dropConn(conn: Conn): void {
+    cancelConns.delete(conn);
+  }
+
+  private refs = 0;
+  private readonly pending = new Set<Pending>();
+  private epoch = -1;
+  private dead = false;
+  private readonly words: Int32Array;
+  private readonly worker: Worker;
+  private readonly keyBase: string;
+  private stopIdle: () => void = noop;
+  private referenced = false;
+
+  private constructor(
+    private readonly key: string,
+    path: string,
+    ext: string,
+    private readonly hasCancel: boolean,
+  ) {
+    this.words = new Int32Array(new SharedArrayBuffer(8));
+    this.keyBase = `${isBun ? 'bun' : 'node'}-${process.pid}-${++threadCounter}`;
+    this.worker = new Worker(join(here, 'waiter-thread.js'), {
+      workerData: { path, ext, words: this.words, hasCancel, keyBase: this.keyBase },
+    });
+    this.worker.unref();
+    this.worker.on('message', (m: { t: string; e?: number; code?: string; message?: string }) => {
+      if (m.t === 'e') this.advance(m.e!);
+      else if (m.t === 'x') this.failAll(honkerError(m.code ?? 'wake.watcher_died', m.message ?? 'waiting thread failed'));
+    });
+    this.worker.on('error', (e) => this.die(new WakeError('wake.watcher_died', `waiting thread failed: ${e.message}`, { cause: e })));
+    this.worker.on('exit', () => this.die(new WakeError('wake.watcher_died', 'waiting thread exited')));
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      process.on('exit', () => {
+        for (const w of Waiter.byFile.values()) w.stop();
+      });
+    }
+  }
+
+  /** Resolve `'wake'` once the file's epoch is past `seen`, `'timeout'` at `deadline` (Date.now ms), `'abort'` on `signal`. */
+  wait(seen: number, deadline?: number, signal?: AbortSignal): Promise<WaitOutcome> {
+    return new Promise<WaitOutcome>((resolve, reject) => {
+      if (this.dead) return reject(new WakeError('wake.watcher_died', 'waiting thread is gone'));
+      if (signal?.aborted) return resolve('abort');
+      if (this.epoch > seen) return resolve('wake');
+      let clearTimer = noop;
+      let removeAbort = noop;
+      const p: Pending = {
+        seen,
+        done: (outcome, err) => {
+          if (!this.pending.delete(p)) return;
+          counters.pending--;
+          clearTimer();
+          removeAbort();
+          if (this.pending.size === 0) this.goIdle();
+          if (err !== undefined) reject(err);
+          else resolve(outcome);
+        },
+      };
+      this.pending.add(p);
+      counters.pending++;
+      if (deadline !== undefined) clearTimer = armTimer(() => p.done('timeout'), deadline - Date.now());
+      removeAbort = onAbort(signal, () => p.done('abort'));
+      this.want();
+    });
+  }
+
+  release(): void {
+    if (--this.refs <= 0) {
+      this.stop();
+      Waiter.byFile.delete(this.key);
+    }
+  }
+
+  private advance(e: number): void {
+    if (e <= this.epoch) return;
+    this.epoch = e;
+    for (const p of this.pending) if (e > p.seen) p.done('wake');
+  }
+
+  private want(): void {
+    this.stopIdle();
+    this.stopIdle = noop;
+    if (!this.referenced) {
+      this.referenced = true;
+      this.worker.ref();
+    }
+    if (Atomics.load(this.words, STATE) !== 1) {
+      Atomics.store(this.words, STATE, 1);
+      Atomics.notify(this.words, STATE);
+    }
+  }
+
+  private goIdle(): void {
+    if (this.referenced) {
+      this.referenced = false;
+      this.worker.unref();
+    }
+    this.stopIdle();
+    // Park the thread only after a short linger, so a listener that loops (read, wait, read)
+    // does not stop and restart the thread's wait on every turn.
+    this.stopIdle = armTimer(() => {
+      this.stopIdle = noop;
+      if (this.pending.size === 0 && Atomics.load(this.words, STATE) === 1) {
+        Atomics.store(this.words, STATE, 0);
+        this.cancelCurrent();
+      }
+    }, IDLE_LINGER_MS);
+  }
+
+  /** Stop the thread's running wait through the extension's cancel mechanism (when it has one). */
+  private cancelCurrent(): void {
+    if (!this.hasCancel) return;
+    const key = `${this.keyBase}-${Atomics.load(this.words, SEQ)}`;
+    for (const c of cancelConns) {
+      try {
+        if (c.open) {
+          c.stmt('SELECT honker_wait_cancel(?)').value(key);
+          return;
+        }
+      } catch {
+        // a closed or broken connection: try the next one
+      }
+    }
+  }
+
+  private stop(): void {
+    this.stopIdle();
+    this.stopIdle = noop;
+    Atomics.store(this.words, STATE, 2);
+    Atomics.notify(this.words, STATE);
+    this.cancelCurrent();
+    this.worker.unref();
+    this.failAll(new WakeError('wake.watcher_died', 'the database was closed'));
+  }
+
+  private failAll(err: unknown): void {
+    for (const p of this.pending) p.done('wake', err);
+  }
+
+  private die(err: unknown): void {
+    if (this.dead) return;
+    this.dead = true;
+    if (Waiter.byFile.get(this.key) === this) Waiter.byFile.delete(this.key);
+    this.stopIdle();
+    this.failAll(err);
+  }
+}
