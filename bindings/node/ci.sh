@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# CI for the Node.js/Bun binding: install (better-sqlite3 built from source against the system
+# Node headers, bun@1 from npm), type-check, build, then the same tests under node and bun.
+# Run from the repository root (or anywhere); HONKER_EXT_PATH names the built extension, else
+# `cargo xtask ext` builds it.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$here"
+
+if [[ -z "${HONKER_EXT_PATH:-}" || ! -f "${HONKER_EXT_PATH:-}" ]]; then
+  echo "== building the extension (cargo xtask ext)"
+  (cd "$root" && cargo xtask ext)
+  export HONKER_EXT_PATH="$root/honker-ext/target/release/libhonker_ext.so"
+fi
+export HONKER_EXT="$HONKER_EXT_PATH"
+echo "== extension: $HONKER_EXT"
+
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if (( node_major < 20 )); then
+  echo "Node >= 20 is needed, found $(node --version)" >&2
+  exit 1
+fi
+# better-sqlite3 has no prebuilt binary reachable here: it builds against the headers that
+# come with the installed Node (only the package registries are reachable, not nodejs.org).
+[[ -f /usr/include/node/node.h ]] || { echo "no Node headers at /usr/include/node (better-sqlite3 builds against them)" >&2; exit 1; }
+
+echo "== npm ci (better-sqlite3 from source with npm_config_nodedir=/usr, bun@1)"
+export npm_config_nodedir=/usr
+npm ci --no-audit --no-fund --loglevel=error
+bun="$here/node_modules/.bin/bun"
+echo "== node $(node --version), bun $("$bun" --version)"
+
+echo "== tsc --strict --noEmit"
+npx tsc --noEmit -p tsconfig.test.json
+echo "== build (ESM + d.ts, CommonJS) and tests"
+node scripts/build.mjs
+npx tsc -p tsconfig.test.json
+
+status=0
+echo "== node --test"
+node --test --test-concurrency=1 dist-test/test/*.test.js > >(tee /tmp/honker-node-ci.log) 2>&1 || status=1
+wait
+echo "== bun test"
+"$bun" test --timeout 180000 dist-test/test/ > >(tee /tmp/honker-bun-ci.log) 2>&1 || status=1
+wait
+
+np="$(sed -n 's/^# pass \([0-9]*\)$/\1/p' /tmp/honker-node-ci.log | tail -1)"
+nf="$(sed -n 's/^# fail \([0-9]*\)$/\1/p' /tmp/honker-node-ci.log | tail -1)"
+bp="$(sed -n 's/^ *\([0-9]*\) pass$/\1/p' /tmp/honker-bun-ci.log | tail -1)"
+bf="$(sed -n 's/^ *\([0-9]*\) fail$/\1/p' /tmp/honker-bun-ci.log | tail -1)"
+np=${np:-0}; nf=${nf:-1}; bp=${bp:-0}; bf=${bf:-1}
+echo "node: $np passed, $nf failed"
+echo "bun: $bp passed, $bf failed"
+if (( np == 0 || bp == 0 || nf > 0 || bf > 0 )); then status=1; fi
+echo "total: $((np + bp)) passed, $((nf + bf)) failed"
+exit $status
