@@ -20,6 +20,8 @@ package honker
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -39,6 +41,8 @@ const DriverName = "sqlite3_honker"
 const MinVersion = "0.1.0"
 
 var (
+	primeOnce    sync.Once
+	primeConn    driver.Conn
 	registerOnce sync.Once
 	extPath      string
 )
@@ -65,10 +69,33 @@ func register() {
 
 func init() { register() }
 
+// prime loads the extension once into an in-memory connection kept for the life of the
+// process. The extension then stays mapped (it loads permanently), so a later load whose init
+// fails on a file (schema.too_new) cannot leave SQLite calling into an unmapped library: today
+// SQLite dlcloses an extension whose init failed, and the first such load in a process crashes
+// it at the connection's close.
+func prime() {
+	c, err := (&sqlite3.SQLiteDriver{}).Open(":memory:")
+	if err != nil {
+		return
+	}
+	if c.(*sqlite3.SQLiteConn).LoadExtension(extPath, "sqlite3_honkerext_init") != nil {
+		c.Close()
+		return
+	}
+	primeConn = c
+}
+
 // connectHook loads the extension and applies honker's settings to a new connection:
 // honker_setup() when the extension has it, else the same PRAGMAs by hand.
 func connectHook(c *sqlite3.SQLiteConn) error {
+	primeOnce.Do(prime)
 	if err := c.LoadExtension(extPath, "sqlite3_honkerext_init"); err != nil {
+		// The extension loaded but its init refused the file (schema.too_new, db.not_honker...):
+		// that code, not ext.load.
+		if he, ok := fromDriver(err).(*Error); ok {
+			return he
+		}
 		return &Error{Code: ErrExtension.Code, Message: fmt.Sprintf(
 			"cannot load the honker extension from %q (set HONKER_EXT to its path): %v", extPath, err), Err: err}
 	}
@@ -137,6 +164,10 @@ func attach(db *sql.DB, owned bool) (*DB, error) {
 		if strings.Contains(err.Error(), "no such function") {
 			return nil, &Error{Code: ErrExtension.Code, Err: err, Message: fmt.Sprintf(
 				"the pool's connections have no honker extension: open it with sql.Open(%q, dsn)", DriverName)}
+		}
+		var he *Error
+		if errors.As(err, &he) {
+			return nil, he
 		}
 		return nil, fromDriver(err)
 	}

@@ -404,3 +404,15 @@ func TestRealCancelPathWhenTheExtensionHasIt(t *testing.T) {
 		t.Fatalf("honker_wait_cancel present=%v but CancellableWaits=%v", n > 0, db.CancellableWaits())
 	}
 }
+
+func TestTooNewSchemaIsItsOwnCodeNotExtLoad(t *testing.T) {
+	db, path := openTemp(t)
+	if _, err := db.SQL().Exec("UPDATE honker_meta SET value = 999 WHERE key = 'schema_version'"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err := honker.Open(path)
+	if !errors.Is(err, honker.ErrSchemaTooNew) {
+		t.Fatalf("want schema.too_new, got %v", err)
+	}
+}

@@ -4,6 +4,7 @@ package honker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,9 @@ import (
 
 func runChildRole(role string) int {
 	path := os.Getenv("HONKER_GO_TEST_DB")
+	if role == "open-too-new" {
+		return childTooNew(path)
+	}
 	db, err := honker.Open(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -117,4 +121,26 @@ func TestProcessKilledMidTransactionLeavesNoJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	integrityOK(t, db.SQL())
+}
+
+// childTooNew opens a too-new file as the first load of the extension in a fresh process (whose
+// failed init once crashed the process at close), twice, and exits 0 if both say schema.too_new.
+func childTooNew(path string) int {
+	for i := 0; i < 2; i++ {
+		if _, err := honker.Open(path); !errors.Is(err, honker.ErrSchemaTooNew) {
+			fmt.Fprintln(os.Stderr, "want schema.too_new, got", err)
+			return 4
+		}
+	}
+	return 0
+}
+
+func TestFreshProcessOpeningATooNewFileGetsTheCodeAndSurvives(t *testing.T) {
+	db, path := openTemp(t)
+	db.SQL().Exec("UPDATE honker_meta SET value = value + 1 WHERE key = 'schema_version'")
+	db.Close()
+	cmd := startChild(t, path, "open-too-new")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
 }

@@ -62,6 +62,14 @@ int main(void) {
         if (len >= 1 && req[0] == 'O' && db == NULL) {
             const char *path = req + 1;
             const char *ext = path + strlen(path) + 1;
+            /* Prime: load the extension into an in-memory connection first (it loads
+             * permanently), so a failing init on the file below cannot leave SQLite calling
+             * into an unmapped library at close. */
+            sqlite3 *mem = NULL;
+            if (sqlite3_open(":memory:", &mem) == SQLITE_OK) {
+                sqlite3_enable_load_extension(mem, 1);
+                sqlite3_load_extension(mem, ext, NULL, NULL);
+            }
             int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
             char *err = NULL;
             if (rc == SQLITE_OK) {

@@ -96,12 +96,17 @@ defmodule Honker do
         :ok
 
       _ ->
+        prime(h.ext)
         :ok = :sqlite3.enable_load_extension(h.db, 1)
 
         case query(h, "SELECT load_extension(?)", [h.ext]) do
           {:ok, _} ->
             :sqlite3.enable_load_extension(h.db, 0)
             :ok
+
+          # Loaded, but its init refused the file (schema.too_new, ...): that code.
+          {:error, %Honker.Error{}} = e ->
+            e
 
           {:error, {:sqlite3, _, msg}} ->
             {:error,
@@ -110,6 +115,24 @@ defmodule Honker do
                "cannot load the honker extension from #{inspect(h.ext)} (set HONKER_EXT to its path): #{msg}"
              )}
         end
+    end
+  end
+
+  # Load the extension once per VM into an in-memory connection kept open. It loads permanently,
+  # so a later load whose init fails on a file (schema.too_new) cannot leave SQLite calling into
+  # an unmapped library (SQLite dlcloses an extension whose init failed; the first such load in a
+  # process otherwise crashes it at close).
+  defp prime(ext) do
+    key = {__MODULE__, :primed, ext}
+
+    if :persistent_term.get(key, false) == false do
+      name = :"honker_prime_#{System.unique_integer([:positive])}"
+      # Not linked to the caller: it must outlive whoever opened first.
+      {:ok, pid} = :sqlite3.open(name, file: ':memory:')
+      Process.unlink(pid)
+      :ok = :sqlite3.enable_load_extension(name, 1)
+      :sqlite3.sql_exec(name, "SELECT load_extension(?)", [ext])
+      :persistent_term.put(key, true)
     end
   end
 

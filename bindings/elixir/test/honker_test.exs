@@ -18,6 +18,11 @@ defmodule HonkerTest do
     assert msg =~ "/nope/libhonker_ext.so"
   end
 
+  test "a too-new schema is its own code, not ext.load", %{h: h, path: path} do
+    {:ok, _} = Honker.query(h, "UPDATE honker_meta SET value = 999 WHERE key = 'schema_version'")
+    assert {:error, %Error{code: "schema.too_new"}} = Honker.open(path)
+  end
+
   test "enqueue commits or rolls back with the caller's transaction", %{h: h} do
     {:ok, _} = Honker.query(h, "CREATE TABLE orders(id INTEGER PRIMARY KEY)")
 

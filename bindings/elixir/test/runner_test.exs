@@ -99,6 +99,26 @@ defmodule Honker.RunnerTest do
     GenServer.stop(r)
   end
 
+  test "a fresh VM opening a too-new file gets the code and survives", %{h: h, path: path} do
+    {:ok, _} = Honker.query(h, "UPDATE honker_meta SET value = value + 1 WHERE key = 'schema_version'")
+
+    code = """
+    for _ <- 1..2 do
+      {:error, %Honker.Error{code: "schema.too_new"}} = Honker.open(#{inspect(path)})
+      {:ok, w} = Honker.Waiter.open(#{inspect(path)}, Honker.extension_path()) |> then(fn
+        {:error, %Honker.Error{code: "schema.too_new"}} -> {:ok, nil}
+        other -> other
+      end)
+      nil = w
+    end
+    System.halt(0)
+    """
+
+    ebin = :code.lib_dir(:honker, :ebin) |> to_string()
+    {out, status} = System.cmd(System.find_executable("elixir"), ["-pa", ebin, "-e", code], stderr_to_stdout: true)
+    assert status == 0, out
+  end
+
   test "a worker OS process killed with kill -9 loses no job", %{h: h, path: path} do
     {:ok, _} = Honker.query(h, "CREATE TABLE started(job INTEGER)")
     {:ok, _} = Honker.query(h, "CREATE TABLE done(job INTEGER, attempts INTEGER)")

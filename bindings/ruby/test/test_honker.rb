@@ -20,6 +20,13 @@ class TestHonker < Minitest::Test
     assert_includes e.message, "/nope/libhonker_ext.so"
   end
 
+  def test_a_too_new_schema_is_its_own_code_not_ext_load
+    honker.db.execute("UPDATE honker_meta SET value = 999 WHERE key = 'schema_version'")
+    honker.close
+    e = assert_raises(Honker::DatabaseError) { Honker.open(@path) }
+    assert_equal "schema.too_new", e.code
+  end
+
   def test_attach_enqueues_inside_the_applications_transaction
     app = SQLite3::Database.new(@path)
     h = Honker.attach(app, setup: true)

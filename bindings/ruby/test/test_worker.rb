@@ -153,6 +153,23 @@ class TestWorker < Minitest::Test
     assert_equal 0, job["attempts"]
   end
 
+  def test_fresh_process_opening_a_too_new_file_gets_the_code_and_survives
+    honker.db.execute("UPDATE honker_meta SET value = value + 1 WHERE key = 'schema_version'")
+    honker.close
+    pid = spawn_ruby(<<~RUBY)
+      require "honker"
+      2.times do
+        Honker.open(#{@path.inspect})
+        exit 3
+      rescue Honker::DatabaseError => e
+        exit 4 unless e.code == "schema.too_new"
+      end
+      exit 0
+    RUBY
+    _, status = Process.wait2(pid)
+    assert_equal 0, status.exitstatus, status.inspect
+  end
+
   def test_process_killed_mid_transaction_leaves_no_job
     marker = "#{@path}.intx"
     honker

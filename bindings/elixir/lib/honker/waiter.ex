@@ -21,7 +21,11 @@ defmodule Honker.Waiter do
       {^port, {:data, "E" <> err}} ->
         close(port)
         [_, msg] = String.split(err, "\t", parts: 2)
-        {:error, Honker.Error.new("ext.load", "cannot load the honker extension from #{inspect(ext)}: #{msg}")}
+
+        case Honker.Error.from_driver(1, msg) do
+          {:error, %Honker.Error{}} = coded -> coded
+          _ -> {:error, Honker.Error.new("ext.load", "cannot load the honker extension from #{inspect(ext)}: #{msg}")}
+        end
 
       {^port, {:exit_status, s}} ->
         {:error, Honker.Error.new("ext.load", "honker_waiter exited with #{s}")}

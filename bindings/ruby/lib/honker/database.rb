@@ -304,10 +304,34 @@ module Honker
       !@db.get_first_value("SELECT 1 FROM pragma_function_list WHERE name = ?", name).nil?
     end
 
+    PRIME_LOCK = Mutex.new
+    @primed = {}
+
+    # Load the extension once per process into an in-memory connection kept open. It loads
+    # permanently, so a later load whose init fails on a file (schema.too_new) cannot leave
+    # SQLite calling into an unmapped library (SQLite dlcloses an extension whose init failed;
+    # the first such load in a process otherwise crashes it at close).
+    def self.prime(path)
+      PRIME_LOCK.synchronize do
+        @primed[path] ||= SQLite3::Database.new(":memory:").tap do |m|
+          m.enable_load_extension(true)
+          m.load_extension(path)
+          m.enable_load_extension(false)
+        end
+      rescue StandardError
+        nil
+      end
+    end
+
     def load_extension
+      Database.prime(@extension_path)
       @db.enable_load_extension(true)
       @db.load_extension(@extension_path)
     rescue StandardError => e
+      # Loaded, but its init refused the file (schema.too_new, ...): that code, not ext.load.
+      coded = Error.from_driver(e)
+      raise coded if coded
+
       raise ExtensionError.new("ext.load", "cannot load the honker extension from #{@extension_path.inspect} " \
                                             "(set HONKER_EXT to its path): #{e.message}")
     ensure

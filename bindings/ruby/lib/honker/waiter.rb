@@ -44,6 +44,7 @@ module Honker
     OPEN_FLAGS = 0x2 | 0x4 | 0x10000 # READWRITE | CREATE | FULLMUTEX
 
     def initialize(path, extension)
+      Database.prime(extension)
       out = Fiddle::Pointer.malloc(Fiddle::SIZEOF_VOIDP)
       rc = C::OPEN.call(path, out, OPEN_FLAGS, nil)
       @db = out.ptr
@@ -56,6 +57,9 @@ module Honker
         msg = err.ptr.null? ? errmsg : err.ptr.to_s
         C::FREE.call(err.ptr) unless err.ptr.null?
         close
+        coded = Error.from_driver(StandardError.new(msg))
+        raise coded if coded
+
         raise ExtensionError.new("ext.load", "cannot load the honker extension from #{extension.inspect}: #{msg}")
       end
       C::ENABLE_LOAD.call(@db, 0)
