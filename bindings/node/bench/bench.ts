@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isBun, open, type Database } from '../src/index.js';
 
-const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 7);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 11);
 const N = Number(process.env['BENCH_N'] ?? 2000);
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -115,12 +115,12 @@ async function wakeLatency(samples: number): Promise<{ p50: number; p99: number 
   await new Promise((r) => setTimeout(r, 200));
   const exited = new Promise((r) => c.on('exit', r));
   for (let i = 0; i < samples; i++) {
-    db.notify('wake', { t: process.hrtime.bigint().toString() });
+    db.notify('wake', { t: performance.timeOrigin + performance.now() });
     await new Promise((r) => setTimeout(r, 4 + (i % 3)));
   }
   await exited;
   db.close();
-  const ns = out.split('\n').slice(1).filter((l) => l.trim() !== '').map((l) => Number(l) / 1e6);
+  const ns = out.split('\n').slice(1).filter((l) => l.trim() !== '').map((l) => Number(l));
   ns.sort((a, b) => a - b);
   return { p50: ns[Math.floor(ns.length / 2)]!, p99: ns[Math.floor(ns.length * 0.99)]! };
 }

@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import type { Conn } from './driver.js';
 import { openConn, wrapConn } from './driver.js';
-import { ArgumentError, DatabaseError, ExtensionError, mapError } from './errors.js';
+import { ArgumentError, DatabaseError, ExtensionError, honkerError, inTransaction, mapError } from './errors.js';
 import { compareVersions, findExtension, MIN_EXTENSION_VERSION } from './extension.js';
 import type { Json } from './json.js';
 import { encode, int, str } from './json.js';
@@ -169,6 +169,7 @@ export class Database {
     const { signal } = options;
     let after = options.after !== undefined ? int('after', options.after, 0) : (this.value('SELECT COALESCE(MAX(id), 0) FROM honker_notifications') as number);
     while (!isAborted(signal)) {
+      if (this.conn.inTransaction) throw inTransaction();
       const seen = this.epoch();
       const rows = JSON.parse(this.value('SELECT honker_listen(?, CAST(? AS INTEGER), CAST(? AS INTEGER))', channel, after, batch) as string) as Array<{ id: number; channel: string; payload: T; created_ms: number }>;
       if (rows.length > 0) {
@@ -260,6 +261,7 @@ export class Database {
   /** @internal wait on the shared thread until the epoch passes `seen`, `deadline` (Date.now ms) or `signal`. */
   waitPast(seen: number, deadline?: number, signal?: AbortSignal): Promise<WaitOutcome> {
     if (this.closed) return Promise.reject(new DatabaseError('db.closed', 'the database is closed'));
+    if (this.conn.inTransaction) return Promise.reject(inTransaction());
     if (this.waiter === undefined) {
       if (this.filename === '') throw new DatabaseError('db.not_file', 'waiting needs a database file');
       const st = statSync(this.filename);
@@ -274,7 +276,29 @@ export class Database {
   }
 }
 
+const primed = new Set<string>();
+
+/**
+ * Load the extension once into a throwaway in-memory connection, so the library is pinned in
+ * the process before it touches a file. A load that then fails on a file (schema.too_new,
+ * db.not_honker) makes SQLite dlclose its handle while the connection still holds the functions
+ * the failed init registered; with the library pinned, closing that connection stays safe.
+ */
+function prime(ext: string): void {
+  if (primed.has(ext)) return;
+  const mem = openConn(':memory:', false);
+  try {
+    mem.loadExtension(ext);
+  } catch (e) {
+    mem.close();
+    throw new ExtensionError('ext.load_failed', `cannot load ${ext}: ${(e as Error).message}`, { cause: e });
+  }
+  mem.close();
+  primed.add(ext);
+}
+
 function loadExtension(conn: Conn, ext: string): Features {
+  prime(ext);
   let version: string | undefined;
   try {
     version = String(conn.stmt('SELECT honker_version()').value());
@@ -282,8 +306,9 @@ function loadExtension(conn: Conn, ext: string): Features {
     try {
       conn.loadExtension(ext);
     } catch (e) {
-      const mapped = mapError(e);
-      if (mapped !== e) throw mapped;
+      // The extension's init error reads "error during initialization: honker: <code>: ...".
+      const m = /honker: ([a-z0-9_]+\.[a-z0-9_]+): (.*)$/s.exec((e as Error).message ?? '');
+      if (m !== null) throw honkerError(m[1]!, m[2]!, e);
       throw new ExtensionError('ext.load_failed', `cannot load ${ext}: ${(e as Error).message}`, { cause: e });
     }
     version = String(conn.stmt('SELECT honker_version()').value());

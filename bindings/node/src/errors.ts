@@ -90,3 +90,8 @@ export function codeOf(e: unknown): string | undefined {
   if (e instanceof Error) return PREFIX.exec(e.message)?.[1];
   return undefined;
 }
+
+/** A wait inside an open transaction would hold a snapshot that hides the commit it waits for. */
+export function inTransaction(): WaitError {
+  return new WaitError('wait.in_transaction', 'cannot wait inside an open transaction: its snapshot would hide the commit waited for');
+}

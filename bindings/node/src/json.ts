@@ -36,6 +36,11 @@ function check(v: unknown, depth: number): void {
   }
 }
 
+/** Refuse a payload JSON cannot carry exactly (without serialising it). */
+export function checkPayload(payload: unknown): void {
+  check(payload, 0);
+}
+
 /** Serialise a payload, refusing values JSON cannot carry exactly. */
 export function encode(payload: unknown): string {
   check(payload, 0);

@@ -2,7 +2,7 @@
 import type { Database } from './database.js';
 import { ArgumentError, JobFailedError, LeaseLostError, WaitTimeoutError } from './errors.js';
 import type { Json } from './json.js';
-import { encode, int, millis, str } from './json.js';
+import { checkPayload, encode, int, millis, str } from './json.js';
 
 /** Per-queue options, stored in the database and shared by every process and language. */
 export interface QueueOptions {
@@ -173,10 +173,10 @@ export class Job<T = Json> {
   /** The fencing token of this claim: a stale holder can never settle the job. */
   readonly leaseToken: string;
   leaseExpiresAt: number;
-  /** Aborted when the worker shuts down past its grace period, the handler times out, or the lease is lost. */
-  readonly signal: AbortSignal;
   /** @internal */ settled = false;
-  /** @internal */ readonly controller: AbortController;
+  private controller: AbortController | undefined;
+  private abortReason: unknown;
+  private aborted = false;
 
   /** @internal */
   constructor(private readonly db: Database, row: ClaimRow) {
@@ -188,8 +188,24 @@ export class Job<T = Json> {
     this.priority = row.priority;
     this.leaseToken = row.lease_token;
     this.leaseExpiresAt = row.lease_expires_ms;
-    this.controller = new AbortController();
-    this.signal = this.controller.signal;
+  }
+
+  /** Aborted when the worker shuts down past its grace period, the handler times out, or the lease is lost. */
+  get signal(): AbortSignal {
+    // Made on first use: most handlers never look at it, and claim + ack stays cheap.
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
+  }
+
+  /** @internal abort the job's signal. */
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.abortReason = reason;
+    this.controller?.abort(reason);
   }
 
   /** The payload (BullMQ's name for it). */
@@ -306,8 +322,8 @@ export class Queue<T = Json> {
   /** Enqueue many jobs in one statement, all or nothing. */
   enqueueMany(payloads: readonly T[], options?: EnqueueOptions): JobHandle[] {
     if (!Array.isArray(payloads)) throw new ArgumentError('arg.invalid', 'enqueueMany() takes an array of payloads');
-    for (let i = 0; i < payloads.length; i++) encode(payloads[i]);
-    const text = JSON.stringify(payloads);
+    for (let i = 0; i < payloads.length; i++) checkPayload(payloads[i]);
+    const text = encode(payloads);
     const opts = enqueueOptionsJson(options);
     const ids = JSON.parse(
       (opts === null

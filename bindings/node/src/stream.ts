@@ -1,7 +1,7 @@
 // Durable streams: publish in the caller's transaction, read after an offset, and subscribe as
 // a named consumer whose offset commits in the caller's transaction or automatically.
 import type { Database } from './database.js';
-import { ArgumentError } from './errors.js';
+import { ArgumentError, inTransaction } from './errors.js';
 import type { Json } from './json.js';
 import { encode, int, str } from './json.js';
 import { isAborted } from './waiter.js';
@@ -139,6 +139,7 @@ export class Stream<T = Json> {
     };
     try {
       while (!isAborted(signal)) {
+        if (this.db.conn.inTransaction) throw inTransaction();
         flush();
         const seen = this.db.epoch();
         const rows = this.db.rows<Row>('SELECT honker_read(?, CAST(? AS INTEGER), CAST(? AS INTEGER))', this.topic, pos, batch);

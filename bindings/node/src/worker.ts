@@ -120,7 +120,7 @@ export class Worker<T = Json, R = unknown> extends EventEmitter {
         for (const job of this.active.keys()) {
           if (job.settled) continue;
           job.settled = true;
-          job.controller.abort(new HonkerError('worker.closed', 'the worker closed while the job ran'));
+          job.abort(new HonkerError('worker.closed', 'the worker closed while the job ran'));
           try {
             job.release();
           } catch (e) {
@@ -203,7 +203,7 @@ export class Worker<T = Json, R = unknown> extends EventEmitter {
           new Promise<never>((_, reject) => {
             cancelTimeout = armTimer(() => {
               const err = new HonkerError('worker.timeout', `handler ran longer than ${ms} ms`);
-              job.controller.abort(err);
+              job.abort(err);
               reject(err);
             }, ms);
           }),
@@ -245,7 +245,7 @@ export class Worker<T = Json, R = unknown> extends EventEmitter {
           const e = mapError(err);
           if (e instanceof LeaseLostError) {
             job.settled = true;
-            job.controller.abort(e);
+            job.abort(e);
           }
           this.report(e);
         }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { attach, DatabaseError, ExtensionError, findExtension, isBun, open, Worker } from '../src/index.js';
 import { requireHere } from '../src/here.js';
-import { count, freshDb, freshPath, here, runtime, waitFor } from './helpers.js';
+import { count, freshDb, freshPath, here, runChild, runtime, waitFor } from './helpers.js';
 
 describe('open and attach', () => {
   test('open applies the set-up: WAL, synchronous NORMAL, busy timeout, foreign keys, autocheckpoint', () => {
@@ -125,6 +125,14 @@ describe('open and attach', () => {
       db.close();
     `]).toString();
     assert.deepEqual(JSON.parse(out), { id: 1, got: 1, err: 'x.y' });
+  });
+
+  test('a file newer than this build is refused with schema.too_new, in a fresh process, without a crash', async () => {
+    const { db, path } = freshDb();
+    db.run("UPDATE honker_meta SET value = value + 1 WHERE key = 'schema_version'");
+    db.close();
+    assert.equal((await runChild('open-fails', path)).trim(), 'schema.too_new');
+    assert.throws(() => open(path), (e: unknown) => e instanceof DatabaseError && e.code === 'schema.too_new');
   });
 
   test('findExtension honours an explicit path first', () => {

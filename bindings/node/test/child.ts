@@ -5,6 +5,17 @@ import { delay } from './helpers.js';
 const [role, path, ...rest] = process.argv.slice(2);
 
 async function main(): Promise<void> {
+  if (role === 'open-fails') {
+    // A fresh process whose very first open fails inside the extension's init: it must report
+    // the typed error and exit normally (no crash when the failed connection closes).
+    try {
+      open(path!);
+      process.stdout.write('opened\n');
+    } catch (e) {
+      process.stdout.write(`${(e as { code?: string }).code}\n`);
+    }
+    return;
+  }
   const db = open(path!);
   switch (role) {
     case 'notify': {
@@ -55,9 +66,10 @@ async function main(): Promise<void> {
       const ac = new AbortController();
       let k = 0;
       process.stdout.write('ready\n');
-      for await (const m of db.listen<{ t: string }>(rest[0]!, { signal: ac.signal })) {
-        const now = process.hrtime.bigint();
-        process.stdout.write(`${now - BigInt(m.payload.t)}\n`);
+      // Both sides read the wall clock at sub-ms resolution (comparable across processes).
+      for await (const m of db.listen<{ t: number }>(rest[0]!, { signal: ac.signal })) {
+        const now = performance.timeOrigin + performance.now();
+        process.stdout.write(`${now - m.payload.t}\n`);
         if (++k === n) ac.abort();
       }
       break;

@@ -112,3 +112,20 @@ describe('notify and listen', () => {
     }
   });
 });
+
+describe('waits refuse an open transaction', () => {
+  test('listen and subscribe inside a transaction fail with wait.in_transaction', async () => {
+    const { db } = freshDb();
+    try {
+      db.conn.exec('BEGIN IMMEDIATE');
+      const isCode = (e: unknown) => (e as { code?: string }).code === 'wait.in_transaction';
+      await assert.rejects(db.listen('c').next(), isCode);
+      await assert.rejects(db.stream('t').subscribe('c').next(), isCode);
+      await assert.rejects(db.queue('q').enqueue(1).result({ timeoutMs: 10 }), isCode);
+      db.conn.exec('ROLLBACK');
+      assert.equal(db.queue('q').stats().pending, 0);
+    } finally {
+      db.close();
+    }
+  });
+});
