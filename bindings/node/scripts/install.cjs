@@ -39,7 +39,8 @@ function main() {
     console.error(`honker: warning: no libhonker_ext found; set HONKER_EXT to its path before open()`);
     return;
   }
-  const built = join(repo, 'honker-ext', 'target', 'release', LIB);
+  const target = process.env.CARGO_TARGET_DIR ? resolve(process.env.CARGO_TARGET_DIR) : join(repo, 'honker-ext', 'target');
+  const built = join(target, 'release', LIB);
   const cargo = spawnSync('cargo', ['--version'], { stdio: 'ignore' });
   if (cargo.status === 0) {
     console.error('honker: building the extension (cargo build --release --manifest-path honker-ext/Cargo.toml)');
