@@ -51,6 +51,9 @@ struct HubState {
 
 struct Entry {
     watcher: Weak<Watch>,
+    /// The watcher's highest epoch once its last handle is gone (the floor a later one starts
+    /// above).
+    last: Arc<std::sync::atomic::AtomicU64>,
     /// Set by [`Hub::pinned`]: the watcher lives as long as the process.
     pinned: Option<Arc<Watch>>,
 }
@@ -69,7 +72,13 @@ impl HubState {
                 floor = floor.max(w.epoch().0 + 1);
                 false
             }
-            None => false,
+            // The last handle went away: it left its highest epoch behind, and a later watcher of
+            // the file must start above it, or an epoch sampled on the old handle would look
+            // newer than the new watcher's and a wait past it would sleep through commits.
+            None => {
+                floor = floor.max(e.last.load(std::sync::atomic::Ordering::SeqCst) + 1);
+                false
+            }
         });
         self.floor = floor;
     }
@@ -348,14 +357,17 @@ impl Hub {
         }
         if let Some(old) = st.entries.remove(&key(&fresh_id, backend)) {
             // Same (device, inode) but another file (inode reuse) or a stopped watcher.
-            if let Some(w) = old.watcher.upgrade() {
-                st.floor = st.floor.max(w.epoch().0 + 1);
-            }
+            let high = match old.watcher.upgrade() {
+                Some(w) => w.epoch().0,
+                None => old.last.load(std::sync::atomic::Ordering::SeqCst),
+            };
+            st.floor = st.floor.max(high + 1);
         }
         st.entries.insert(
             key(&fresh_id, backend),
             Entry {
                 watcher: Arc::downgrade(&fresh),
+                last: fresh.last_epoch(),
                 pinned: None,
             },
         );
