@@ -92,5 +92,8 @@ fn epochs_never_go_back_when_a_watcher_restarts_after_its_last_handle_dropped() 
     assert!(new.epoch() > seen, "{:?} <= {seen:?}", new.epoch());
     commit(&writer);
     let now = new.wait_past(seen, Some(deadline())).unwrap();
-    assert!(now > seen, "the wait slept through the commit: {now:?} <= {seen:?}");
+    assert!(
+        now > seen,
+        "the wait slept through the commit: {now:?} <= {seen:?}"
+    );
 }
