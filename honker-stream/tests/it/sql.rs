@@ -435,13 +435,13 @@ fn retention_runs_for_notifications_and_events_written_from_triggers() {
     conn.execute_batch("COMMIT").unwrap();
     let kept = count(&conn);
     // Every PRUNE_EVERY-th id prunes to max_rows, so at most max_rows + PRUNE_EVERY remain.
-    let bound = 10 + honker_stream::PRUNE_EVERY as i64;
+    let bound = 10 + honker_stream::PRUNE_EVERY;
     assert!(kept <= bound, "{kept} notifications kept (bound {bound})");
     let events = int(
         &conn,
         "SELECT count(*) FROM honker_streams WHERE topic = 'ev'",
     );
-    let bound = 5 + honker_stream::AUTO_TRIM_EVERY as i64;
+    let bound = 5 + honker_stream::AUTO_TRIM_EVERY;
     assert!(events <= bound, "{events} events kept (bound {bound})");
     let after = honker_stream::upkeep_stats();
     assert!(after.prunes.ran > before.prunes.ran);
