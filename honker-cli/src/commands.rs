@@ -137,6 +137,7 @@ struct Info {
     notifications: i64,
     newest_id: Option<i64>,
     channels: i64,
+    facts: honker_wake::Info,
 }
 
 pub(crate) fn info(args: &DbArgs) -> Result<ExitCode> {
@@ -154,6 +155,13 @@ pub(crate) fn info(args: &DbArgs) -> Result<ExitCode> {
             honker_core::schema::SCHEMA_VERSION
         );
         println!("journal mode    {}", info.journal_mode);
+        if let Some(note) = info.facts.journal_note {
+            println!("                {note}");
+        }
+        println!("wake backend    {}", info.facts.wake_backend);
+        if info.facts.litestream {
+            println!("litestream      {}", honker_wake::LITESTREAM_NOTE);
+        }
         println!(
             "notifications   {} rows on {} channels, newest id {}",
             info.notifications,
@@ -185,12 +193,14 @@ fn read_info(db: &Path) -> Result<Info> {
     } else {
         (0, None, 0)
     };
+    let facts = honker_wake::info(&conn)?;
     Ok(Info {
         schema_version,
         journal_mode,
         notifications,
         newest_id,
         channels,
+        facts,
     })
 }
 

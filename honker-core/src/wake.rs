@@ -260,6 +260,14 @@ impl EpochCell {
 #[derive(Debug, Default, Clone)]
 pub struct ManualWake {
     cell: Arc<EpochCell>,
+    slow: Option<Arc<SlowEpochs>>,
+}
+
+/// What [`ManualWake::with_slow_epochs`] adds: a pause inside every `epoch()`, and a count.
+#[derive(Debug)]
+struct SlowEpochs {
+    delay: std::time::Duration,
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl ManualWake {
@@ -277,10 +285,35 @@ impl ManualWake {
     pub fn waiters(&self) -> usize {
         self.cell.waiters()
     }
+
+    /// A manual wake whose every `epoch()` sleeps `delay` before it reads the epoch: a stand-in
+    /// for a thread preempted between two lines, to test that a loop samples the epoch before it
+    /// looks at a stop flag (or any other work).
+    pub fn with_slow_epochs(delay: std::time::Duration) -> ManualWake {
+        ManualWake {
+            cell: Arc::default(),
+            slow: Some(Arc::new(SlowEpochs {
+                delay,
+                calls: std::sync::atomic::AtomicU64::new(0),
+            })),
+        }
+    }
+
+    /// How many `epoch()` calls have started (only counted by
+    /// [`with_slow_epochs`](ManualWake::with_slow_epochs)).
+    pub fn epoch_calls(&self) -> u64 {
+        self.slow
+            .as_ref()
+            .map_or(0, |s| s.calls.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 impl WakeSource for ManualWake {
     fn epoch(&self) -> Epoch {
+        if let Some(slow) = &self.slow {
+            slow.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(slow.delay);
+        }
         self.cell.epoch()
     }
 

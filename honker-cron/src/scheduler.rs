@@ -203,9 +203,16 @@ fn run(
     opts: &SchedulerOptions,
     shared: &Shared,
 ) -> Result<()> {
-    while !shared.stop.load(Ordering::SeqCst) {
-        // 1. Sample before looking, so a commit after this point ends the wait at once.
+    loop {
+        // 1. Sample before looking, so a commit (or `stop`'s kick) after this point ends the
+        //    wait at once. The stop flag is looked at after the sample, like any other work:
+        //    checked before it, a kick landing between the check and the sample would already
+        //    be inside the sample, and the wait would sleep until the next fire (for ever with
+        //    no schedules).
         let seen = wake.epoch();
+        if shared.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         // 2. Look: fire what is due. The due check is a plain indexed read, so wakes caused by
         //    unrelated commits cost no write lock.
         let deadline = match step(conn, opts, shared) {
@@ -222,7 +229,6 @@ fn run(
         wake.wait_past(seen, deadline)
             .map_err(|e| Error::Core(honker_core::Error::Wake(e)))?;
     }
-    Ok(())
 }
 
 enum Step {

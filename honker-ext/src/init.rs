@@ -34,6 +34,7 @@ pub(crate) unsafe fn entry(
         return ffi::SQLITE_ERROR;
     }
     let outcome = catch_unwind(AssertUnwindSafe(|| {
+        pin_this_library();
         // SAFETY: `p_api` is the host's non-null API table, as the loader passes it.
         if let Err(message) = unsafe { check_host_version(p_api) } {
             // SAFETY: as above; `pz_err_msg` is the loader's out-pointer.
@@ -95,6 +96,34 @@ unsafe fn check_host_version(p_api: *mut ffi::sqlite3_api_routines) -> Result<()
         "honker: ext.sqlite_too_old: the host's SQLite is {name} ({version}); honker needs {} ({floor}) or newer for its built-in JSON functions and RETURNING",
         dotted(floor)
     ))
+}
+
+/// Keep this library mapped for the life of the process, whatever the loader does.
+///
+/// SQLite `dlclose`s an extension whose init fails. By then the init may have left functions and
+/// the statement-cache table on the connection, whose destructors run at close from this
+/// library: unmapped, they crashed the host (a file refused with `schema.too_new` on the first load
+/// in a process). `RTLD_NOLOAD | RTLD_NODELETE` on our own path marks the already-loaded library
+/// "never unload" without loading anything.
+fn pin_this_library() {
+    static PINNED: std::sync::Once = std::sync::Once::new();
+    PINNED.call_once(|| {
+        // SAFETY: `Dl_info` is plain C data (pointers and nothing else), valid all zero.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        let here = pin_this_library as *const c_void;
+        // SAFETY: `dladdr` only reads the loader's tables for an address inside this library and
+        // fills `info`, whose `dli_fname` stays valid while the library is loaded (it is, we are
+        // running its code). `dlopen` with RTLD_NOLOAD never loads anything new; its handle is
+        // deliberately leaked, keeping the reference that pins the library.
+        unsafe {
+            if libc::dladdr(here, &mut info) != 0 && !info.dli_fname.is_null() {
+                libc::dlopen(
+                    info.dli_fname,
+                    libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
+                );
+            }
+        }
+    });
 }
 
 fn test_floor() -> Option<c_int> {

@@ -12,8 +12,12 @@ pub struct JobId(pub i64);
 /// A fencing token: unique per claim and never reused. Every ack, retry, release, fail and
 /// heartbeat must present the token of the claim that holds the job.
 ///
-/// Its value is `(job id << 24) + the job's claim count` (the count wraps after 16 777 215
-/// claims of one job), so it grows with every claim of a job; treat it as opaque otherwise.
+/// Its value is the job's claim count times 2^40 plus 40 random bits (the count wraps after
+/// 8 191 claims of one job), below 2^53 so every JSON reader keeps it exact. The random bits make
+/// it unique whatever the caller's transaction does: a claim that rolls back takes its claim count
+/// back with it, and the next claim gets the same count but other random bits (a repeat has a
+/// chance of 2^-40). It grows with every committed claim of a job (until the count wraps); treat it
+/// as opaque otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LeaseToken(pub i64);
 

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use honker_core::payload::with_payload;
 use honker_core::sql::{
     ANYWHERE, Call, DIRECT_ONLY, SqlFunction, arg_cancel_key, arg_i64, arg_non_negative,
     arg_opt_text, arg_text, register_functions,
@@ -183,9 +184,7 @@ fn cancel(call: &Call<'_>) -> Out {
 
 fn job(call: &Call<'_>) -> Out {
     let id = JobId(arg_i64(call, 0, "job_id")?);
-    Ok(crate::job(call.conn(), id)?
-        .map(|j| job_json(&j).to_string())
-        .into())
+    Ok(crate::job(call.conn(), id)?.map(|j| job_json(&j)).into())
 }
 
 fn stats(call: &Call<'_>) -> Out {
@@ -218,19 +217,22 @@ fn dead_list(call: &Call<'_>) -> Out {
         100
     };
     let rows = q.dead_letters(call.conn(), usize::try_from(limit).unwrap_or(usize::MAX))?;
-    let arr: Vec<Value> = rows
+    let items: Vec<String> = rows
         .iter()
         .map(|d| {
-            json!({
-                "id": d.id.0, "queue": d.queue, "payload": embed(&d.payload),
-                "priority": d.priority, "attempts": d.attempts,
-                "max_attempts": d.max_attempts, "reason": d.reason,
-                "last_error": d.last_error, "created_ms": d.created.get(),
-                "died_ms": d.died.get(),
-            })
+            with_payload(
+                &json!({
+                    "id": d.id.0, "queue": d.queue,
+                    "priority": d.priority, "attempts": d.attempts,
+                    "max_attempts": d.max_attempts, "reason": d.reason,
+                    "last_error": d.last_error, "created_ms": d.created.get(),
+                    "died_ms": d.died.get(),
+                }),
+                &d.payload,
+            )
         })
         .collect();
-    Ok(Value::from(arr).to_string().into())
+    Ok(format!("[{}]", items.join(",")).into())
 }
 
 fn dead_requeue(call: &Call<'_>) -> Out {
@@ -434,40 +436,38 @@ fn payload_array(text: &str) -> Result<Vec<String>> {
     Ok(items.iter().map(Value::to_string).collect())
 }
 
-/// A stored payload as a JSON value. A row written around honker that fails the payload check
-/// (not JSON, or JSON some reader cannot parse) becomes a JSON string, so the output stays
-/// readable everywhere.
-fn embed(payload: &str) -> Value {
-    honker_core::payload::check_json(payload, usize::MAX)
-        .ok()
-        .and_then(|()| serde_json::from_str(payload).ok())
-        .unwrap_or_else(|| Value::String(payload.to_owned()))
-}
-
+/// The claimed jobs as a JSON array, each payload embedded as the text the producer stored, so
+/// no JSON layer reorders its keys or respells its numbers.
 fn claimed_json(jobs: &[ClaimedJob]) -> String {
-    let arr: Vec<Value> = jobs
+    let items: Vec<String> = jobs
         .iter()
         .map(|j| {
-            json!({
-                "id": j.id.0, "queue": j.queue, "payload": embed(&j.payload),
-                "attempts": j.attempts, "max_attempts": j.max_attempts,
-                "lease_token": j.lease_token.0, "lease_expires_ms": j.lease_expires.get(),
-                "priority": j.priority,
-            })
+            with_payload(
+                &json!({
+                    "id": j.id.0, "queue": j.queue,
+                    "attempts": j.attempts, "max_attempts": j.max_attempts,
+                    "lease_token": j.lease_token.0, "lease_expires_ms": j.lease_expires.get(),
+                    "priority": j.priority,
+                }),
+                &j.payload,
+            )
         })
         .collect();
-    Value::from(arr).to_string()
+    format!("[{}]", items.join(","))
 }
 
-fn job_json(j: &JobInfo) -> Value {
-    json!({
-        "id": j.id.0, "queue": j.queue, "state": j.state.as_str(), "payload": embed(&j.payload),
-        "priority": j.priority, "attempts": j.attempts, "max_attempts": j.max_attempts,
-        "run_at_ms": j.run_at.get(), "expires_at_ms": j.expires_at.map(|m| m.get()),
-        "dedup_key": j.dedup_key, "last_error": j.last_error, "dead_reason": j.dead_reason,
-        "worker": j.worker, "lease_expires_ms": j.lease_expires.map(|m| m.get()),
-        "created_ms": j.created.get(),
-    })
+fn job_json(j: &JobInfo) -> String {
+    with_payload(
+        &json!({
+            "id": j.id.0, "queue": j.queue, "state": j.state.as_str(),
+            "priority": j.priority, "attempts": j.attempts, "max_attempts": j.max_attempts,
+            "run_at_ms": j.run_at.get(), "expires_at_ms": j.expires_at.map(|m| m.get()),
+            "dedup_key": j.dedup_key, "last_error": j.last_error, "dead_reason": j.dead_reason,
+            "worker": j.worker, "lease_expires_ms": j.lease_expires.map(|m| m.get()),
+            "created_ms": j.created.get(),
+        }),
+        &j.payload,
+    )
 }
 
 fn claim_wait(call: &Call<'_>) -> Out {

@@ -51,6 +51,9 @@ struct HubState {
 
 struct Entry {
     watcher: Weak<Watch>,
+    /// The watcher's highest epoch once its last handle is gone (the floor a later one starts
+    /// above).
+    last: Arc<std::sync::atomic::AtomicU64>,
     /// Set by [`Hub::pinned`]: the watcher lives as long as the process.
     pinned: Option<Arc<Watch>>,
 }
@@ -69,7 +72,13 @@ impl HubState {
                 floor = floor.max(w.epoch().0 + 1);
                 false
             }
-            None => false,
+            // The last handle went away: it left its highest epoch behind, and a later watcher of
+            // the file must start above it, or an epoch sampled on the old handle would look
+            // newer than the new watcher's and a wait past it would sleep through commits.
+            None => {
+                floor = floor.max(e.last.load(std::sync::atomic::Ordering::SeqCst) + 1);
+                false
+            }
         });
         self.floor = floor;
     }
@@ -98,19 +107,66 @@ impl HubState {
     }
 }
 
+/// The Hub of one process, and the Hub of the child forked from it, if any ([`Hub::global`]).
+struct ProcessHub {
+    pid: u32,
+    hub: Hub,
+    next: OnceLock<&'static ProcessHub>,
+}
+
+impl ProcessHub {
+    /// The Hub of process `pid` along the line of forks that starts at `first`, started (after
+    /// the newest node) if this process has none yet. Only the `OnceLock`s of the line are
+    /// touched, never a parent's Hub lock.
+    fn of(first: &'static ProcessHub, pid: u32) -> &'static Hub {
+        let mut node = first;
+        loop {
+            if node.pid == pid {
+                return &node.hub;
+            }
+            node = match node.next.get() {
+                Some(next) => next,
+                None => node
+                    .next
+                    .get_or_init(|| ProcessHub::start(pid, Some(&node.hub))),
+            };
+        }
+    }
+
+    /// A Hub for process `pid`, which lives as long as the process.
+    fn start(pid: u32, parent: Option<&Hub>) -> &'static ProcessHub {
+        honker_core::set_kick_hook(|path| Hub::global().kick(path));
+        let hub = Hub::with(BackendOptions::default(), std::process::id);
+        let inherited = parent.and_then(|p| match p.default.try_lock() {
+            Ok(d) => d.as_ref().ok().copied(),
+            Err(_) => None,
+        });
+        *hub.default_lock() = match inherited {
+            Some(b) => Ok(b),
+            None => Backend::from_env().map(|b| b.unwrap_or(Backend::DataVersion)),
+        };
+        Box::leak(Box::new(ProcessHub {
+            pid,
+            hub,
+            next: OnceLock::new(),
+        }))
+    }
+}
+
 impl Hub {
     /// The Hub of this process.
     ///
     /// The first call installs [`honker_core::set_kick_hook`], so a writer that calls
     /// [`honker_core::kick_after_commit`] wakes this process's waiters at once.
+    ///
+    /// Each process has its own. A child forked while another thread of the parent held the
+    /// Hub's lock (every same-process commit takes it to kick) would block on that lock for ever,
+    /// so the first call in a child starts a fresh Hub and never touches the parent's copy. The
+    /// child's Hub keeps the parent's default backend when it can read it without waiting.
     pub fn global() -> &'static Hub {
-        static GLOBAL: OnceLock<Hub> = OnceLock::new();
-        GLOBAL.get_or_init(|| {
-            honker_core::set_kick_hook(|path| Hub::global().kick(path));
-            let hub = Hub::with(BackendOptions::default(), std::process::id);
-            *hub.default_lock() = Backend::from_env().map(|b| b.unwrap_or(Backend::DataVersion));
-            hub
-        })
+        static FIRST: OnceLock<&'static ProcessHub> = OnceLock::new();
+        let pid = std::process::id();
+        ProcessHub::of(FIRST.get_or_init(|| ProcessHub::start(pid, None)), pid)
     }
 
     /// A Hub of its own (not the process's), whose watchers read the process id from `pid_fn`,
@@ -348,14 +404,17 @@ impl Hub {
         }
         if let Some(old) = st.entries.remove(&key(&fresh_id, backend)) {
             // Same (device, inode) but another file (inode reuse) or a stopped watcher.
-            if let Some(w) = old.watcher.upgrade() {
-                st.floor = st.floor.max(w.epoch().0 + 1);
-            }
+            let high = match old.watcher.upgrade() {
+                Some(w) => w.epoch().0,
+                None => old.last.load(std::sync::atomic::Ordering::SeqCst),
+            };
+            st.floor = st.floor.max(high + 1);
         }
         st.entries.insert(
             key(&fresh_id, backend),
             Entry {
                 watcher: Arc::downgrade(&fresh),
+                last: fresh.last_epoch(),
                 pinned: None,
             },
         );
@@ -395,4 +454,42 @@ impl fmt::Debug for Hub {
 /// As [`Hub::wake_for`].
 pub fn wake_for(db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
     Hub::global().wake_for(db_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11.6: a child forked while another thread of the parent held the Hub's lock (every
+    /// same-process commit kicks the Hub) blocked on that lock for ever. The parent's lock is held
+    /// here by a thread that never lets go while the "child" (another pid on the same line of
+    /// forks) gets and uses its Hub.
+    #[test]
+    fn a_forked_child_never_waits_for_the_parents_hub_lock() {
+        let parent = ProcessHub::start(u32::MAX - 10, None);
+        let (held, hold) = std::sync::mpsc::channel::<()>();
+        let (locked_tx, locked) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _guard = parent.hub.lock();
+            locked_tx.send(()).unwrap();
+            let _ = hold.recv();
+        });
+        locked.recv().unwrap();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let child = ProcessHub::of(parent, u32::MAX - 11);
+            assert!(!std::ptr::eq(child, &parent.hub));
+            child.kick(Path::new("/nonexistent/honker-fork-test.db"));
+            done_tx.send(child.watcher_count()).unwrap();
+        });
+        let got = done.recv_timeout(std::time::Duration::from_secs(10));
+        drop(held);
+        holder.join().unwrap();
+        assert_eq!(got, Ok(0), "the child's Hub waited for the parent's lock");
+        // The parent's own line still answers with the parent's Hub.
+        assert!(std::ptr::eq(
+            ProcessHub::of(parent, u32::MAX - 10),
+            &parent.hub
+        ));
+    }
 }

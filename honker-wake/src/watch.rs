@@ -130,6 +130,8 @@ pub(crate) struct Watch {
     first: Watcher,
     /// The watcher started in a forked child, if this handle crossed a `fork`.
     forked: Mutex<Option<Arc<Watcher>>>,
+    /// The highest epoch reached, written when the handle is dropped (see `last_epoch`).
+    last: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Watch {
@@ -154,7 +156,14 @@ impl Watch {
             pid_fn,
             first,
             forked: Mutex::new(None),
+            last: Arc::default(),
         })
+    }
+
+    /// Where this handle leaves the highest epoch its watchers reached when it is dropped, so the
+    /// Hub can start a later watcher of the file above it.
+    pub(crate) fn last_epoch(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.last.clone()
     }
 
     /// The watched file (canonical path).
@@ -229,6 +238,19 @@ impl Watch {
     fn frozen_epoch(&self, forked: Option<&Arc<Watcher>>) -> Epoch {
         let first = self.first.shared.epoch();
         forked.map_or(first, |w| first.max(w.shared.epoch()))
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let forked = match self.forked.try_lock() {
+            Ok(g) => g.clone(),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().clone(),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        let high = self.frozen_epoch(forked.as_ref()).0;
+        self.last
+            .fetch_max(high, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -207,3 +207,28 @@ fn a_write_to_a_read_only_file_names_the_file() {
         "the message must name the file: {err}"
     );
 }
+
+/// Found by the Go and Ruby bindings: the first load of the extension in a process into a file it
+/// refuses (`schema.too_new`) made SQLite `dlclose` the library, and closing that connection then
+/// ran destructors from unmapped code (a segfault). The library pins itself before anything can
+/// fail.
+#[test]
+fn a_refused_first_load_leaves_the_host_running() {
+    let (_dir, db) = temp_db();
+    run(sqlite3(&db, &["SELECT honker_setup();"])).ok();
+    run(cli(&[
+        db.to_str().unwrap(),
+        "UPDATE honker_meta SET value = 99 WHERE key = 'schema_version';",
+    ]))
+    .ok();
+    let out = stmts(&db, "refused", 0);
+    let mut lines = out.lines();
+    let load = lines.next().unwrap();
+    assert!(
+        load.starts_with("load 1 ") && load.contains("honker: schema.too_new: "),
+        "{out}"
+    );
+    assert_eq!(lines.next(), Some("close 0"), "{out}");
+    assert_eq!(lines.next(), Some("again 1"), "{out}");
+    assert_eq!(lines.next(), Some("survived"), "{out}");
+}

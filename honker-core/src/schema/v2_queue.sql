@@ -41,9 +41,10 @@ CREATE TABLE honker_queues (
 --   dedup_key     unique among the queue's live jobs; NULL = none
 --   claims        claims so far; unlike attempts, never decremented (a release gives the attempt
 --                 back, not the claim), and carried through the dead letters
---   lease_token   fencing token of the current claim (running only): (id << 24) + claims, so
---                 unique per claim and never reused, computed in the claim's own UPDATE without
---                 writing any other row
+--   lease_token   fencing token of the current claim (running only): the claim count times 2^40
+--                 plus 40 random bits (since 0.1 stage 2; the first builds used (id << 24) +
+--                 claims, which a rolled-back claim handed out again), so unique per claim and
+--                 never reused, computed in the claim's own UPDATE without writing any other row
 --   lease_expires end of the current lease (running only)
 --   worker        who holds the lease (running only)
 --   last_error    the error of the last retry, if any

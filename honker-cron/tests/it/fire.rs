@@ -448,3 +448,29 @@ fn the_on_tick_hook_sees_each_eventful_tick_and_its_panic_is_not_fatal() {
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
     assert_eq!(*seen, [Millis(H), Millis(2 * H), Millis(3 * H)]);
 }
+
+/// Issue 11.3: the scheduler checked the stop flag before it sampled the epoch, so a shutdown
+/// kick landing between the two was inside the sample and the scheduler slept until its next fire
+/// (for ever with no schedules). `with_slow_epochs` holds every `epoch()` for 30 ms, standing in
+/// for a preemption between the two lines, and the shutdown lands inside that window.
+#[test]
+fn shutdown_during_the_epoch_sample_is_not_slept_through() {
+    let (_d, path, _conn) = db();
+    let wake = honker_core::ManualWake::with_slow_epochs(std::time::Duration::from_millis(30));
+    let scheduler = honker_cron::Scheduler::start(
+        &path,
+        std::sync::Arc::new(wake.clone()),
+        honker_cron::SchedulerOptions::default(),
+    )
+    .unwrap();
+    while wake.epoch_calls() == 0 {
+        std::thread::yield_now();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(scheduler.shutdown().map(|_| ())).unwrap());
+    let done = rx.recv_timeout(std::time::Duration::from_secs(10));
+    assert!(
+        matches!(done, Ok(Ok(()))),
+        "shutdown did not return: {done:?}"
+    );
+}

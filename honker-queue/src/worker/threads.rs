@@ -19,11 +19,14 @@ pub(super) fn claim_loop(sh: &Shared, conn: &Connection) {
     let mut brief_left = 0u32;
     let mut error_pause = BRIEF_PAUSE;
     loop {
+        // 1. Sample before looking: a commit after this moves the epoch past `seen`. The stop
+        //    flag is part of the look: sampled after the flag was checked, a shutdown kick
+        //    landing between the two would be inside the sample, and the wait below would sleep
+        //    through it.
+        let seen = sh.wake.epoch();
         let Some(free) = sh.wait_for_free_slots() else {
             return;
         };
-        // 1. Sample before looking: a commit after this moves the epoch past `seen`.
-        let seen = sh.wake.epoch();
         // 2. Look: one claim statement, never more jobs than idle handler threads.
         let n = free.min(sh.settings.batch);
         match sh

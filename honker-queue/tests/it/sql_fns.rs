@@ -282,3 +282,104 @@ fn a_blocked_claim_wait_pins_no_wal_snapshot() {
     let got: Value = serde_json::from_str(&waiter.join().unwrap()).unwrap();
     assert_eq!(got[0]["payload"], 2);
 }
+
+/// Issue 11.1: enqueueing from a trigger (the outbox pattern) failed with a permanent, fake
+/// `SQLITE_BUSY` ("cannot commit transaction - SQL statements in progress") and rolled back the
+/// user's row.
+#[test]
+fn enqueue_from_a_trigger_or_a_nested_write_is_not_a_fake_busy() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, &ManualWake::new());
+    conn.execute_batch(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, v);
+         CREATE TRIGGER orders_out AFTER INSERT ON orders BEGIN
+             SELECT honker_enqueue_batch('q', json_array(NEW.id));
+             SELECT honker_enqueue('q', '{}', json_object('dedup_key', 'o' || NEW.id));
+         END;",
+    )
+    .unwrap();
+    conn.execute("INSERT INTO orders DEFAULT VALUES", [])
+        .unwrap();
+    conn.execute_batch("BEGIN; INSERT INTO orders DEFAULT VALUES; COMMIT;")
+        .unwrap();
+    conn.execute(
+        "UPDATE orders SET v = honker_enqueue_batch('q', '[1,2]')",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO orders (v) SELECT honker_enqueue('q', '{}', '{\"delay_ms\": 10}')",
+        [],
+    )
+    .unwrap();
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM orders"), 3);
+    // 3 inserts x 2 jobs from the trigger, 2 updated rows x 2, 1 from the INSERT ... SELECT.
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM honker_jobs"), 11);
+    // A refused enqueue in a trigger fails the INSERT with its code and keeps nothing of it.
+    conn.execute_batch(
+        "CREATE TRIGGER orders_bad AFTER INSERT ON orders WHEN NEW.v = 'bad' BEGIN
+             SELECT honker_enqueue('q', 'not json');
+         END;",
+    )
+    .unwrap();
+    let e = conn
+        .execute("INSERT INTO orders (v) VALUES ('bad')", [])
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with("honker: payload.not_json: "),
+        "{e}"
+    );
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM orders"), 3);
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM honker_jobs"), 11);
+}
+
+/// Issue 11.4: the token was `(id << 24) + claims + 1` and `claims` rolls back with the claim, so
+/// a claim made in a rolled-back transaction handed its token to the next claimer, and the first
+/// caller could fail the second one's job.
+#[test]
+fn a_rolled_back_claims_token_is_never_handed_out_again() {
+    let db = TempDb::new();
+    let wake = ManualWake::new();
+    let a = sql_conn(&db, &wake);
+    let b = sql_conn(&db, &wake);
+    for round in 0..50 {
+        one::<i64>(
+            &a,
+            &format!("SELECT honker_enqueue('q', '{{\"round\": {round}}}')"),
+        );
+        a.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let claimed = json(&a, "SELECT honker_claim('q', 'A', 1, 60000)");
+        let (id, stale) = (
+            claimed[0]["id"].as_i64().unwrap(),
+            claimed[0]["lease_token"].as_i64().unwrap(),
+        );
+        a.execute_batch("ROLLBACK").unwrap();
+        let claimed = json(&b, "SELECT honker_claim('q', 'B', 1, 60000)");
+        assert_eq!(claimed[0]["id"].as_i64().unwrap(), id);
+        let token = claimed[0]["lease_token"].as_i64().unwrap();
+        assert_ne!(
+            token, stale,
+            "round {round}: the rolled-back claim's token came back"
+        );
+        assert!(
+            token > 0 && token < (1 << 53),
+            "{token} is not exact in JSON"
+        );
+        let e = a
+            .query_row(
+                &format!("SELECT honker_fail({id}, {stale}, 'A gave up')"),
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("honker: queue.lease_lost: "),
+            "{e}"
+        );
+        assert_eq!(
+            one::<i64>(&b, &format!("SELECT honker_ack({id}, {token})")),
+            1
+        );
+    }
+    assert_eq!(one::<i64>(&a, "SELECT count(*) FROM honker_dead"), 0);
+}

@@ -427,3 +427,31 @@ fn shutdown_does_not_wait_for_a_stuck_handler_whose_lease_was_lost() {
     );
     gate.store(true, Ordering::SeqCst);
 }
+
+/// Issue 11.3: the claim loop checked the stop flag before it sampled the epoch, so a shutdown
+/// kick landing between the two was inside the sample and the worker slept through it (for ever
+/// on an empty queue). `with_slow_epochs` holds every `epoch()` for 30 ms, standing in for a
+/// preemption between the two lines, and the shutdown lands inside that window.
+#[test]
+fn shutdown_during_the_epoch_sample_is_not_slept_through() {
+    let db = WorkDb::new();
+    let wake = honker_core::ManualWake::with_slow_epochs(Duration::from_millis(30));
+    let worker = Worker::start(
+        &db.path(),
+        Queue::new("idle").unwrap(),
+        Arc::new(wake.clone()),
+        opts(1),
+        |_| Ok(None),
+    )
+    .unwrap();
+    while wake.epoch_calls() == 0 {
+        std::thread::yield_now();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(worker.shutdown().map(|_| ())).unwrap());
+    let done = rx.recv_timeout(Duration::from_secs(10));
+    assert!(
+        matches!(done, Ok(Ok(()))),
+        "shutdown did not return: {done:?}"
+    );
+}

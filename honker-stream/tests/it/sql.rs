@@ -364,3 +364,88 @@ fn listen_wait_wakes_on_a_sql_notify_through_the_real_watcher() {
         assert_eq!(v[0]["payload"]["round"], round);
     }
 }
+
+/// Issue 11.1: a multi-statement write (the automatic prune, the stream trim) inside another
+/// write statement picked `BEGIN`/`SAVEPOINT`, which SQLite refuses there with a `SQLITE_BUSY`
+/// ("statements in progress"); the user's row rolled back with a fake "database is locked".
+#[test]
+fn writes_from_triggers_and_nested_write_statements_are_not_a_fake_busy() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
+    conn.execute_batch(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, v);
+         CREATE TRIGGER orders_out AFTER INSERT ON orders BEGIN
+             SELECT honker_notify('orders', json_object('id', NEW.id));
+             SELECT notify('orders', '{}');
+             SELECT honker_publish('orders', json_object('id', NEW.id), 'k' || NEW.id);
+             SELECT honker_commit_offset('c', 'orders', 1);
+         END;",
+    )
+    .unwrap();
+    conn.execute("INSERT INTO orders DEFAULT VALUES", [])
+        .unwrap();
+    conn.execute_batch("BEGIN; INSERT INTO orders DEFAULT VALUES; COMMIT;")
+        .unwrap();
+    conn.execute(
+        "INSERT INTO orders (v) SELECT honker_publish('t', '{}') FROM (SELECT 1 UNION ALL SELECT 2)",
+        [],
+    )
+    .unwrap();
+    conn.execute("UPDATE orders SET v = honker_notify('u', '{}')", [])
+        .unwrap();
+    assert_eq!(int(&conn, "SELECT count(*) FROM orders"), 4);
+    // 4 inserts x 2 notifications, plus 4 from the UPDATE.
+    assert_eq!(count(&conn), 12);
+    assert_eq!(int(&conn, "SELECT count(*) FROM honker_streams"), 6);
+    assert_eq!(int(&conn, "SELECT honker_offset('c', 'orders')"), 1);
+}
+
+/// Issue 11.2: the automatic prune and trim opened a savepoint that fails inside a trigger, the
+/// error was swallowed, and retention never ran for writes made from triggers.
+#[test]
+fn retention_runs_for_notifications_and_events_written_from_triggers() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db, Arc::new(ManualWake::new()));
+    honker_stream::set_retention(
+        &conn,
+        &honker_stream::Retention {
+            max_age_ms: 3_600_000,
+            max_rows: 10,
+        },
+    )
+    .unwrap();
+    text(
+        &conn,
+        r#"SELECT honker_stream_configure('ev', '{"max_events": 5}')"#,
+    );
+    conn.execute_batch(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY);
+         CREATE TRIGGER orders_out AFTER INSERT ON orders BEGIN
+             SELECT honker_notify('orders', '{}');
+             SELECT honker_publish('ev', '{}');
+         END;",
+    )
+    .unwrap();
+    let before = honker_stream::upkeep_stats();
+    conn.execute_batch("BEGIN").unwrap();
+    for _ in 0..3000 {
+        conn.execute("INSERT INTO orders DEFAULT VALUES", [])
+            .unwrap();
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    let kept = count(&conn);
+    // Every PRUNE_EVERY-th id prunes to max_rows, so at most max_rows + PRUNE_EVERY remain.
+    let bound = 10 + honker_stream::PRUNE_EVERY;
+    assert!(kept <= bound, "{kept} notifications kept (bound {bound})");
+    let events = int(
+        &conn,
+        "SELECT count(*) FROM honker_streams WHERE topic = 'ev'",
+    );
+    let bound = 5 + honker_stream::AUTO_TRIM_EVERY;
+    assert!(events <= bound, "{events} events kept (bound {bound})");
+    let after = honker_stream::upkeep_stats();
+    assert!(after.prunes.ran > before.prunes.ran);
+    assert!(after.trims.ran > before.trims.ran);
+    let stats = json(&conn, "SELECT honker_upkeep_stats()");
+    assert!(stats["prunes"]["ran"].as_u64().unwrap() >= after.prunes.ran);
+}

@@ -69,3 +69,31 @@ fn share(backend: Backend) {
         thread_count() == before
     });
 }
+
+/// Issue 11.5: the Hub forgot a watcher whose last handle was dropped without raising its floor,
+/// so the next watcher of the file started at epoch 0 and an epoch sampled on the old handle
+/// looked newer than every epoch of the new one: a wait past it slept through a commit.
+#[test]
+fn epochs_never_go_back_when_a_watcher_restarts_after_its_last_handle_dropped() {
+    let db = Db::new("wal");
+    let writer = db.connect();
+    let hub = Hub::with_options(honker_wake::BackendOptions::default());
+    let old = hub.wake_for(&db.path).unwrap();
+    for _ in 0..5 {
+        let seen = old.epoch();
+        commit(&writer);
+        old.wait_past(seen, Some(deadline())).unwrap();
+    }
+    let seen = old.epoch();
+    assert!(seen.0 >= 5, "{seen:?}");
+    drop(old);
+    assert_eq!(hub.watcher_count(), 0);
+    let new = hub.wake_for(&db.path).unwrap();
+    assert!(new.epoch() > seen, "{:?} <= {seen:?}", new.epoch());
+    commit(&writer);
+    let now = new.wait_past(seen, Some(deadline())).unwrap();
+    assert!(
+        now > seen,
+        "the wait slept through the commit: {now:?} <= {seen:?}"
+    );
+}

@@ -15,6 +15,11 @@
  * churn: opens, loads, sets up, uses (one enqueue, one claim+ack, one notify, one publish) and closes
  *        <connections> connections in turn, with the old sqlite3_close(), printing
  *        "conn <n> rss_kb <kb>" every 1000 and "close-failures <n>" at the end.
+ * refused: loads the extension into a file it must refuse (say schema.too_new) as the first
+ *        load of the process, closes that connection, loads again, and prints
+ *        "load <rc> <message>", "close <rc>", "again <rc>" and "survived": SQLite dlcloses an
+ *        extension whose init failed, and a close running destructors of an unmapped library
+ *        crashes the host.
  * Every failure prints "error: ..." and exits with status 3.
  */
 #define _GNU_SOURCE
@@ -231,6 +236,27 @@ static int run_churn(const char *path, int connections) {
     return 0;
 }
 
+static int run_refused(const char *path) {
+    sqlite3 *db = NULL;
+    char *err = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) die("open", db);
+    sqlite3_enable_load_extension(db, 1);
+    int rc = sqlite3_load_extension(db, ext_path, NULL, &err);
+    printf("load %d %s\n", rc, err ? err : "");
+    sqlite3_free(err);
+    printf("close %d\n", sqlite3_close(db));
+    fflush(stdout);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) die("reopen", db);
+    sqlite3_enable_load_extension(db, 1);
+    err = NULL;
+    printf("again %d\n", sqlite3_load_extension(db, ext_path, NULL, &err));
+    sqlite3_free(err);
+    sqlite3_close(db);
+    printf("survived\n");
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: stmts <extension> <db> calls|churn <n>\n");
@@ -240,6 +266,7 @@ int main(int argc, char **argv) {
     int n = atoi(argv[4]);
     if (strcmp(argv[3], "calls") == 0) return run_calls(argv[2], n);
     if (strcmp(argv[3], "churn") == 0) return run_churn(argv[2], n);
+    if (strcmp(argv[3], "refused") == 0) return run_refused(argv[2]);
     fprintf(stderr, "unknown mode %s\n", argv[3]);
     return 2;
 }
