@@ -33,9 +33,15 @@ def wait_until(cond: Callable[[], object], timeout: float = 20.0, what: str = "c
         time.sleep(0.01)
 
 
+def child_env(**extra: str) -> dict:  # type: ignore[type-arg]
+    """This process's environment for a child, with tests/ on the path (absolute, so any cwd works)."""
+    env = dict(os.environ, **extra)
+    parts = [str(HERE)] + [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    return env
+
+
 def child(script: str, *args: str, **kw: object) -> "subprocess.Popen[str]":
     """Run ``tests/children/<script>`` with this interpreter (same env, so the same driver)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH", "")]))
-    return subprocess.Popen([sys.executable, str(HERE / "children" / script), *args], env=env,
+    return subprocess.Popen([sys.executable, str(HERE / "children" / script), *args], env=child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)  # type: ignore[call-overload]

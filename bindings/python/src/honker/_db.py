@@ -318,7 +318,7 @@ class Database:
     def rate_limit(self, name: str, limit: int, per: float, *, conn: ConnLike = None) -> bool:
         """Admit one event under ``limit`` per ``per`` seconds (fixed window); False: refused, not counted."""
         return bool(self._write(self._conn(conn), "SELECT honker_rate_limit(?, ?, ?)",
-                                (name, limit, _ms(per))))
+                                (name, limit, _ms(per)), False))
 
     @overload
     def task(self, fn: F) -> Task[Any]: ...

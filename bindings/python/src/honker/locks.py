@@ -35,7 +35,10 @@ class Lock:
 
     def try_acquire(self) -> bool:
         db = self.db
-        v = db._write(db._conn(None), "SELECT honker_lock_acquire(?, ?, ?)", (self.name, self.owner, self._ttl_ms()))
+        args = (self.name, self.owner, self._ttl_ms())
+        # No kick: taking a lock frees nothing anybody waits for (a kick would wake a contender
+        # into another try, whose kick would wake us, and so on).
+        v = db._write(db._conn(None), "SELECT honker_lock_acquire(?, ?, ?)", args, False)
         self.token = None if v is None else int(v)
         return self.token is not None
 
@@ -67,7 +70,7 @@ class Lock:
             self.ttl = ttl
         db = self.db
         args = (self.name, self.token, self._ttl_ms())
-        return bool(db._write(db._conn(None), "SELECT honker_lock_renew(?, ?, ?)", args))
+        return bool(db._write(db._conn(None), "SELECT honker_lock_renew(?, ?, ?)", args, False))
 
     def release(self) -> bool:
         if self.token is None:

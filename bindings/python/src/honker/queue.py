@@ -91,8 +91,21 @@ class Job:
     lease_token: int
     lease_expires_ms: int
     priority: int
-    #: In a transactional worker: the connection whose open transaction commits the ack.
+    #: In a worker: the slot's connection (in a ``transactional`` worker, inside the transaction
+    #: that will commit the ack).
     conn: Any = field(default=None, repr=False)
+    #: Set once the job was acked inside :meth:`transaction` (the worker then does not ack it).
+    finished: bool = field(default=False, repr=False)
+
+    def transaction(self, result: Any = None) -> "_JobTransaction":
+        """``with job.transaction() as tx:`` effects written on ``tx`` commit together with the ack.
+
+        ``BEGIN IMMEDIATE`` on the job's connection; at a normal exit the job is acked (with
+        ``result`` stored) in the same transaction and committed; on an exception everything rolls
+        back and the exception propagates (so a worker retries the job). Do slow work before it:
+        the transaction holds the database's write lock.
+        """
+        return _JobTransaction(self, result)
 
     @classmethod
     def _from_row(cls, db: Database, r: Dict[str, Any]) -> Job:
@@ -144,6 +157,28 @@ class Job:
                                (self.id, self.lease_token, to_ms(extend, "extend")), False))
         self.lease_expires_ms = v
         return v
+
+
+class _JobTransaction:
+    def __init__(self, job: Job, result: Any) -> None:
+        from ._db import Transaction
+
+        self.job = job
+        self.result = result
+        self.tx = Transaction(job.db, job.db._conn(job.conn))
+
+    def __enter__(self) -> Any:
+        return self.tx.__enter__()
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if et is None:
+            try:
+                self.job.ack(self.result, conn=self.tx.connection)
+            except BaseException as e:
+                self.tx.__exit__(type(e), e, e.__traceback__)
+                raise
+            self.job.finished = True
+        self.tx.__exit__(et, ev, tb)
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,8 @@ class _SubBase:
     def commit(self, offset: int, conn: ConnLike = None) -> bool:
         db = self.stream.db
         c = db._conn(conn) if conn is not None else self._open()
-        return bool(db._write(c, "SELECT honker_commit_offset(?, ?, ?)", (self.consumer, self.stream.topic, offset)))
+        args = (self.consumer, self.stream.topic, offset)
+        return bool(db._write(c, "SELECT honker_commit_offset(?, ?, ?)", args, False))
 
     def _fill(self) -> bool:
         c = self._open()

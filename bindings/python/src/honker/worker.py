@@ -377,8 +377,10 @@ class Worker:
                         result = self.handler(job)
                         job.ack(result, result_ttl=self.result_ttl, conn=conn)
                 else:
+                    job.conn = conn
                     result = self.handler(job)
-                    job.ack(result, result_ttl=self.result_ttl, conn=conn)
+                    if not job.finished:
+                        job.ack(result, result_ttl=self.result_ttl, conn=conn)
             except _Interrupt:
                 outcome = "timeout" if h.timed_out else "released"
             except LeaseLost:
