@@ -56,11 +56,29 @@ pub(crate) fn open(db: &Path) -> Result<Connection> {
     honker_core::open(db).with_context(|| format!("cannot open {}", db.display()))
 }
 
+/// The wake source of `db` from the process's Hub; the first time the platform's default backend
+/// could not start and the Hub fell back to `data_version`, says so on stderr.
+pub(crate) fn wake_for(db: &Path) -> Result<std::sync::Arc<dyn honker_core::WakeSource>> {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let wake = honker_wake::wake_for(db)
+        .with_context(|| format!("cannot watch {} for commits", db.display()))?;
+    if let Ok((backend, why)) = honker_wake::Hub::global().backend_choice() {
+        if why.starts_with("fell back") {
+            SAID.call_once(|| {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("honker: wake backend {backend}: {why}");
+                }
+            });
+        }
+    }
+    Ok(wake)
+}
+
 /// A blocking listener on `channel`, starting after the newest notification now.
 pub(crate) fn listener(db: &Path, channel: &str) -> Result<honker_stream::Listener> {
     let conn = open(db)?;
-    let wake = honker_wake::wake_for(db)
-        .with_context(|| format!("cannot watch {} for commits", db.display()))?;
+    let wake = wake_for(db)?;
     Ok(honker_stream::Listener::new(conn, channel, wake)?)
 }
 
@@ -158,7 +176,10 @@ pub(crate) fn info(args: &DbArgs) -> Result<ExitCode> {
         if let Some(note) = info.facts.journal_note {
             println!("                {note}");
         }
-        println!("wake backend    {}", info.facts.wake_backend);
+        println!(
+            "wake backend    {} ({})",
+            info.facts.wake_backend, info.facts.wake_backend_reason
+        );
         if info.facts.litestream {
             println!("litestream      {}", honker_wake::LITESTREAM_NOTE);
         }

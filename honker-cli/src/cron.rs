@@ -270,7 +270,7 @@ fn log_tick(out: &mut impl Write, report: &honker_cron::TickReport) -> std::io::
 /// Run `honker scheduler`: tick the file's schedules until stopped, printing a line for each
 /// fire (and each schedule paused or stopped), and a summary at the end.
 pub(crate) fn scheduler(args: &SchedulerArgs) -> Result<ExitCode> {
-    let wake = honker_wake::wake_for(&args.db)
+    let wake = crate::commands::wake_for(&args.db)
         .with_context(|| format!("watching {}", args.db.display()))?;
     let log: honker_cron::TickHook = std::sync::Arc::new(|report: &honker_cron::TickReport| {
         // A closed stdout must not stop the scheduler: the log is best effort.

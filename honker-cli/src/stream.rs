@@ -198,7 +198,7 @@ fn tail(args: &StreamArgs, a: &TailArgs) -> Result<ExitCode> {
             }
         }
     };
-    let wake = honker_wake::wake_for(&args.db)
+    let wake = crate::commands::wake_for(&args.db)
         .with_context(|| format!("cannot watch {} for commits", args.db.display()))?;
     let mut sub = Subscriber::new(
         conn,

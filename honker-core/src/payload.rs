@@ -114,6 +114,33 @@ impl<'de> serde::de::Visitor<'de> for Readable {
     }
 }
 
+/// A stored payload as JSON text to embed in a read's output, unchanged: the stored text itself
+/// (trimmed) when it passes [`check_json`], so every language reads back the bytes the writer
+/// sent; a JSON string holding it otherwise (a row written around honker), so the output stays
+/// readable everywhere.
+pub fn embeddable(payload: &str) -> std::borrow::Cow<'_, str> {
+    if check_json(payload, usize::MAX).is_ok() {
+        std::borrow::Cow::Borrowed(payload.trim())
+    } else {
+        std::borrow::Cow::Owned(serde_json::Value::String(payload.to_owned()).to_string())
+    }
+}
+
+/// `object` (a serialized JSON object) with `"payload": <payload>` added last, the payload
+/// embedded by [`embeddable`].
+pub fn with_payload(object: &serde_json::Value, payload: &str) -> String {
+    let mut out = object.to_string();
+    debug_assert!(out.ends_with('}'), "not an object: {out}");
+    out.pop();
+    if out.len() > 1 {
+        out.push(',');
+    }
+    out.push_str("\"payload\":");
+    out.push_str(&embeddable(payload));
+    out.push('}');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,31 +222,4 @@ mod tests {
             "payload.too_large"
         );
     }
-}
-
-/// A stored payload as JSON text to embed in a read's output, unchanged: the stored text itself
-/// (trimmed) when it passes [`check_json`], so every language reads back the bytes the writer
-/// sent; a JSON string holding it otherwise (a row written around honker), so the output stays
-/// readable everywhere.
-pub fn embeddable(payload: &str) -> std::borrow::Cow<'_, str> {
-    if check_json(payload, usize::MAX).is_ok() {
-        std::borrow::Cow::Borrowed(payload.trim())
-    } else {
-        std::borrow::Cow::Owned(serde_json::Value::String(payload.to_owned()).to_string())
-    }
-}
-
-/// `object` (a serialized JSON object) with `"payload": <payload>` added last, the payload
-/// embedded by [`embeddable`].
-pub fn with_payload(object: &serde_json::Value, payload: &str) -> String {
-    let mut out = object.to_string();
-    debug_assert!(out.ends_with('}'), "not an object: {out}");
-    out.pop();
-    if out.len() > 1 {
-        out.push(',');
-    }
-    out.push_str("\"payload\":");
-    out.push_str(&embeddable(payload));
-    out.push('}');
-    out
 }

@@ -31,11 +31,26 @@ pub struct Hub {
     state: Mutex<HubState>,
     opts: BackendOptions,
     pid_fn: PidFn,
-    default: Mutex<Result<Backend, UnknownBackend>>,
+    default: Mutex<Result<Choice, UnknownBackend>>,
     /// One gate per (file, backend) being started: threads asking for the same new watcher at
     /// once wait for the first instead of each starting one (a Kernel watcher costs an inotify
     /// instance, of which a user often has only 128).
     starting: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
+}
+
+/// The default backend and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Choice {
+    backend: Backend,
+    why: Why,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Why {
+    PlatformDefault,
+    Environment,
+    Set,
+    FellBack(String),
 }
 
 /// The Hub's map key: the file's (device, inode) and the backend.
@@ -138,12 +153,21 @@ impl ProcessHub {
         honker_core::set_kick_hook(|path| Hub::global().kick(path));
         let hub = Hub::with(BackendOptions::default(), std::process::id);
         let inherited = parent.and_then(|p| match p.default.try_lock() {
-            Ok(d) => d.as_ref().ok().copied(),
+            Ok(d) => d.as_ref().ok().cloned(),
             Err(_) => None,
         });
         *hub.default_lock() = match inherited {
-            Some(b) => Ok(b),
-            None => Backend::from_env().map(|b| b.unwrap_or(Backend::DataVersion)),
+            Some(c) => Ok(c),
+            None => Backend::from_env().map(|b| match b {
+                Some(backend) => Choice {
+                    backend,
+                    why: Why::Environment,
+                },
+                None => Choice {
+                    backend: Backend::platform_default(),
+                    why: Why::PlatformDefault,
+                },
+            }),
         };
         Box::leak(Box::new(ProcessHub {
             pid,
@@ -193,13 +217,72 @@ impl Hub {
             state: Mutex::new(HubState::default()),
             opts,
             pid_fn,
-            default: Mutex::new(Ok(Backend::DataVersion)),
+            default: Mutex::new(Ok(Choice {
+                backend: Backend::DataVersion,
+                why: Why::Set,
+            })),
             starting: Mutex::new(HashMap::new()),
         }
     }
 
-    fn default_lock(&self) -> MutexGuard<'_, Result<Backend, UnknownBackend>> {
+    fn default_lock(&self) -> MutexGuard<'_, Result<Choice, UnknownBackend>> {
         self.default.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The default backend and why it is the default: the platform's choice, `HONKER_WAKE_BACKEND`,
+    /// [`set_default_backend`](Hub::set_default_backend), or a fallback after the platform's
+    /// choice could not start (with the reason).
+    ///
+    /// # Errors
+    ///
+    /// As [`default_backend`](Hub::default_backend).
+    pub fn backend_choice(&self) -> Result<(Backend, String), WakeError> {
+        let c = self.default_choice()?;
+        let why = match c.why {
+            Why::PlatformDefault => "this platform's default".to_owned(),
+            Why::Environment => format!("set by {}", crate::BACKEND_ENV),
+            Why::Set => "set by the program".to_owned(),
+            Why::FellBack(reason) => reason,
+        };
+        Ok((c.backend, why))
+    }
+
+    fn default_choice(&self) -> Result<Choice, WakeError> {
+        self.default_lock().clone().map_err(|e| WakeError::Start {
+            path: std::path::PathBuf::from(crate::BACKEND_ENV),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The watcher of `db_path` with the default backend. When the platform's default (not a
+    /// backend the user chose) cannot start (inotify instance or watch limits, no descriptor left,
+    /// a file system without events), fall back to [`Backend::DataVersion`] once, for the rest of
+    /// the process, and record why ([`backend_choice`](Hub::backend_choice)).
+    fn get_default(&self, db_path: &Path, pin: bool) -> Result<Arc<Watch>, WakeError> {
+        let choice = self.default_choice()?;
+        match self.get(db_path, choice.backend, pin) {
+            Err(e @ WakeError::Start { .. })
+                if matches!(choice.why, Why::PlatformDefault)
+                    && choice.backend != Backend::DataVersion
+                    && db_path.exists() =>
+            {
+                let reason = format!(
+                    "fell back from {} to data_version: {e}",
+                    choice.backend.name()
+                );
+                {
+                    let mut d = self.default_lock();
+                    if matches!(&*d, Ok(c) if c.why == Why::PlatformDefault) {
+                        *d = Ok(Choice {
+                            backend: Backend::DataVersion,
+                            why: Why::FellBack(reason),
+                        });
+                    }
+                }
+                self.get(db_path, Backend::DataVersion, pin)
+            }
+            other => other,
+        }
     }
 
     /// The backend [`wake_for`](Hub::wake_for) and [`pinned`](Hub::pinned) use.
@@ -208,10 +291,7 @@ impl Hub {
     ///
     /// [`WakeError::Start`] when `HONKER_WAKE_BACKEND` names no backend.
     pub fn default_backend(&self) -> Result<Backend, WakeError> {
-        self.default_lock().clone().map_err(|e| WakeError::Start {
-            path: std::path::PathBuf::from(crate::BACKEND_ENV),
-            reason: e.to_string(),
-        })
+        self.default_choice().map(|c| c.backend)
     }
 
     /// Make `backend` the default of [`wake_for`](Hub::wake_for) and [`pinned`](Hub::pinned).
@@ -244,7 +324,10 @@ impl Hub {
                 ),
             });
         }
-        *self.default_lock() = Ok(backend);
+        *self.default_lock() = Ok(Choice {
+            backend,
+            why: Why::Set,
+        });
         Ok(())
     }
 
@@ -260,7 +343,7 @@ impl Hub {
     ///
     /// [`WakeError::Start`] when the file does not exist or cannot be watched.
     pub fn wake_for(&self, db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
-        Ok(self.get(db_path, self.default_backend()?, false)?)
+        Ok(self.get_default(db_path, false)?)
     }
 
     /// Like [`wake_for`](Hub::wake_for), with the given backend instead of the default.
@@ -285,7 +368,7 @@ impl Hub {
     ///
     /// As [`wake_for`](Hub::wake_for).
     pub fn pinned(&self, db_path: &Path) -> Result<Arc<dyn WakeSource>, WakeError> {
-        Ok(self.get(db_path, self.default_backend()?, true)?)
+        Ok(self.get_default(db_path, true)?)
     }
 
     /// Like [`pinned`](Hub::pinned), with the given backend instead of the default.

@@ -21,6 +21,9 @@ pub struct Info {
     pub journal_note: Option<&'static str>,
     /// The backend this process's Hub starts watchers with.
     pub wake_backend: &'static str,
+    /// Why that backend: the platform's default, `HONKER_WAKE_BACKEND`, the program, or the
+    /// reason the platform's default could not start.
+    pub wake_backend_reason: String,
     /// Whether Litestream replicates the file (its `_litestream_seq` table is there).
     pub litestream: bool,
 }
@@ -43,16 +46,18 @@ pub fn info(conn: &Connection) -> honker_core::Result<Info> {
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_litestream_seq')",
         )?
         .query_row([], |r| r.get(0))?;
+    let choice = Hub::global().backend_choice();
     Ok(Info {
         version: honker_core::VERSION,
         schema_version: honker_core::schema::schema_version(conn)?,
         schema_supported: honker_core::schema::SCHEMA_VERSION,
         journal_note: honker_core::journal_mode_note(&journal_mode),
         journal_mode,
-        wake_backend: Hub::global()
-            .default_backend()
-            .map(|b| b.name())
-            .unwrap_or("unknown"),
+        wake_backend: choice.as_ref().map_or("unknown", |(b, _)| b.name()),
+        wake_backend_reason: match choice {
+            Ok((_, why)) => why,
+            Err(e) => e.to_string(),
+        },
         litestream,
     })
 }
@@ -67,6 +72,7 @@ impl Info {
             "journal_mode": self.journal_mode,
             "journal_note": self.journal_note,
             "wake_backend": self.wake_backend,
+            "wake_backend_reason": self.wake_backend_reason,
             "litestream": self.litestream,
             "litestream_note": self.litestream.then_some(LITESTREAM_NOTE),
         })

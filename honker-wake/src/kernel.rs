@@ -139,5 +139,18 @@ impl Kernel {
 }
 
 pub(crate) fn arm(opts: KernelOptions) -> Arm {
-    Arc::new(move |path: &Path| imp::arm(path, opts))
+    Arc::new(move |path: &Path| {
+        if std::env::var_os(FAIL_FOR_TESTS_ENV).is_some() {
+            return Err(WakeError::Start {
+                path: path.to_owned(),
+                reason: format!("the kernel backend was told to fail by {FAIL_FOR_TESTS_ENV}"),
+            });
+        }
+        imp::arm(path, opts)
+    })
 }
+
+/// Set (to anything) in a test's child process, the kernel backend fails to start as it does at
+/// the inotify instance or watch limits, so the default's fallback is tested without exhausting
+/// the machine's limits.
+pub(crate) const FAIL_FOR_TESTS_ENV: &str = "HONKER_WAKE_KERNEL_FAIL_FOR_TESTS";

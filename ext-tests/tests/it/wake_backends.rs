@@ -56,7 +56,7 @@ fn an_unknown_backend_and_a_late_switch_are_typed_errors() {
         &[
             "CREATE TABLE t(x);",
             "SELECT honker_epoch() >= 0;",
-            "SELECT honker_wake_backend('kernel');",
+            "SELECT honker_wake_backend('data_version');",
         ],
     );
     cmd.env_remove("HONKER_WAKE_BACKEND");

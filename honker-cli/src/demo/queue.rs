@@ -412,7 +412,7 @@ impl Section for QueueSection {
 
 /// The hidden `honker demo-queue-worker` process.
 pub(crate) fn worker_child(args: &WorkerArgs) -> Result<std::process::ExitCode> {
-    let wake = honker_wake::wake_for(&args.db)
+    let wake = crate::commands::wake_for(&args.db)
         .with_context(|| format!("cannot watch {}", args.db.display()))?;
     let run = args.run;
     let starts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

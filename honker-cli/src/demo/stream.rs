@@ -189,7 +189,7 @@ impl Section for StreamDemo {
 
 /// The hidden `honker demo-stream-consumer` process.
 pub(crate) fn consumer_child(args: &ConsumerArgs) -> Result<std::process::ExitCode> {
-    let wake = honker_wake::wake_for(&args.db)?;
+    let wake = crate::commands::wake_for(&args.db)?;
     let mut sub = Subscriber::open(
         &args.db,
         TOPIC,

@@ -56,7 +56,7 @@ pub(crate) fn run(a: &WorkerArgs) -> Result<ExitCode> {
     let conn = crate::commands::open(&a.db)?;
     drop(conn);
     let queue = Queue::new(&a.queue).with_context(|| format!("bad queue name {:?}", a.queue))?;
-    let wake = honker_wake::wake_for(&a.db)
+    let wake = crate::commands::wake_for(&a.db)
         .with_context(|| format!("cannot watch {} for commits", a.db.display()))?;
     let command = Arc::new(a.command.clone());
     let quiet = a.quiet;

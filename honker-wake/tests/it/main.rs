@@ -330,6 +330,7 @@ fn child_role() {
         "resources" => resources::child_main(),
         "sharing" => sharing::child_main(),
         "selection" => selection::child_main(),
+        "fallback" => selection::fallback_main(),
         other => panic!("unknown child role {other:?}"),
     }
 }

@@ -88,7 +88,7 @@ pub(crate) fn child_main() {
         r.map_err(|e| e.to_string())
     };
     let wanted = match env.as_deref().map(str::parse::<Backend>) {
-        None => Backend::DataVersion,
+        None => Backend::platform_default(),
         Some(Ok(b)) => b,
         Some(Err(_)) => {
             // A bad name is an error for every wait, never a silent fallback.
@@ -143,4 +143,72 @@ pub(crate) fn child_main() {
         assert!(e.starts_with("honker: wake.start: "), "{e}");
     }
     assert_eq!(sql_backend(Some(wanted.name())).unwrap(), wanted.name());
+}
+
+/// Issue 16: where the platform's default (the kernel backend on Linux) cannot start, the Hub
+/// falls back to `data_version` by itself, once, says why, and waits still wake; a backend the
+/// user chose is never replaced behind their back.
+#[test]
+fn the_default_falls_back_to_data_version_when_the_kernel_backend_cannot_start() {
+    for forced in [None, Some("kernel")] {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["child_role", "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROLE, "fallback")
+            .env("HONKER_WAKE_KERNEL_FAIL_FOR_TESTS", "1");
+        match forced {
+            Some(v) => cmd.env(BACKEND_ENV, v),
+            None => cmd.env_remove(BACKEND_ENV),
+        };
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "fallback child ({forced:?}) failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+pub(crate) fn fallback_main() {
+    let db = Db::new("wal");
+    let hub = Hub::global();
+    if std::env::var(BACKEND_ENV).is_ok() {
+        // Chosen by the user: the failure is theirs to see.
+        let e = hub.wake_for(&db.path).unwrap_err();
+        if Backend::Kernel.is_compiled() {
+            assert_eq!(e.code(), "wake.start");
+            assert!(
+                e.to_string().contains("HONKER_WAKE_KERNEL_FAIL_FOR_TESTS"),
+                "{e}"
+            );
+        } else {
+            assert_eq!(e.code(), "wake.not_compiled");
+        }
+        return;
+    }
+    if Backend::platform_default() == Backend::DataVersion {
+        return; // nothing to fall back from on this platform or build
+    }
+    let wake = hub.wake_for(&db.path).unwrap();
+    let (backend, why) = hub.backend_choice().unwrap();
+    assert_eq!(backend, Backend::DataVersion);
+    assert!(
+        why.starts_with("fell back from kernel to data_version: "),
+        "{why}"
+    );
+    // Once: later handles, pinned ones too, use data_version without trying again.
+    let other = Db::new("wal");
+    hub.pinned(&other.path).unwrap();
+    assert_eq!(hub.default_backend().unwrap(), Backend::DataVersion);
+    // And the fallback wakes on another connection's commit.
+    let writer = db.connect();
+    let seen = wake.epoch();
+    commit(&writer);
+    assert!(wake.wait_past(seen, Some(deadline())).unwrap() > seen);
+    let conn = db.connect();
+    honker_wake::sql::register(&conn).unwrap();
+    let info: String = conn
+        .query_row("SELECT honker_info()", [], |r| r.get(0))
+        .unwrap();
+    assert!(info.contains("fell back from kernel"), "{info}");
 }
