@@ -130,6 +130,8 @@ class Database:
             _driver.load_into(c, self.driver)
             if self._setup:
                 setup_connection(c, self.driver)
+            if self._busy_timeout_ms != 5000 or not self._setup:
+                c.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}").fetchall()
         except BaseException:
             c.close()
             raise

@@ -132,6 +132,10 @@ class TaskResult(Generic[R]):
             return r
         j = self.db.queue(self.queue).job(self.id)
         if j is None:
+            # Acked between the two reads? The result commits with the ack: look once more.
+            r = self._stored()
+            if r is not None:
+                return r
             raise TaskError("task.unknown", f"job {self.id} is gone without a result (expired, cancelled or purged)")
         if j["state"] == "dead":
             raise TaskError("task.failed", f"job {self.id} failed: {j.get('last_error') or j.get('dead_reason')}")
