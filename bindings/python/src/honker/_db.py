@@ -459,19 +459,20 @@ def setup_connection(c: Any, drv: _driver.Driver) -> None:
 
 def raw_connection(conn: Any) -> Any:
     """The DB-API connection behind ``conn`` (a cursor, ``Transaction``, ``Database``, SQLAlchemy object)."""
-    if hasattr(conn, "in_transaction") and hasattr(conn, "isolation_level") and hasattr(conn, "execute") \
-            and hasattr(conn, "enable_load_extension"):
-        return conn
     if isinstance(conn, Transaction):
         return conn.connection
     if isinstance(conn, Database):
         return conn._conn(None)
-    for attr in ("dbapi_connection", "driver_connection", "connection"):
-        inner = getattr(conn, attr, None)
-        if inner is not None and inner is not conn:
-            if callable(inner) and attr == "connection" and hasattr(conn, "get_bind"):
-                inner = inner()  # a SQLAlchemy Session: session.connection()
-            return raw_connection(inner)
+    inner = getattr(conn, "dbapi_connection", None)  # a SQLAlchemy pool proxy (it forwards attributes)
+    if inner is not None and inner is not conn:
+        return raw_connection(inner)
+    if hasattr(conn, "enable_load_extension") and hasattr(conn, "in_transaction"):
+        return conn
+    if hasattr(conn, "get_bind") and callable(getattr(conn, "connection", None)):
+        return raw_connection(conn.connection())  # a SQLAlchemy Session: its connection in this transaction
+    inner = getattr(conn, "connection", None)  # a cursor, or a SQLAlchemy Connection
+    if inner is not None and inner is not conn:
+        return raw_connection(inner)
     raise TypeError(f"not a connection honker can use: {type(conn)!r}")
 
 

@@ -97,7 +97,7 @@ class Job:
     #: Set once the job was acked inside :meth:`transaction` (the worker then does not ack it).
     finished: bool = field(default=False, repr=False)
 
-    def transaction(self, result: Any = None) -> "_JobTransaction":
+    def transaction(self, result: Any = None) -> _JobTransaction:
         """``with job.transaction() as tx:`` effects written on ``tx`` commit together with the ack.
 
         ``BEGIN IMMEDIATE`` on the job's connection; at a normal exit the job is acked (with

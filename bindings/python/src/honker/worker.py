@@ -214,7 +214,8 @@ class Worker:
 
     def _claim(self, conn: Any, queue: str, n: int) -> List[Job]:
         try:
-            rows = loads(self.db._write(conn, "SELECT honker_claim(?, ?, ?, ?)", (queue, self.id, n, self.lease_ms), False))
+            args = (queue, self.id, n, self.lease_ms)
+            rows = loads(self.db._write(conn, "SELECT honker_claim(?, ?, ?, ?)", args, False))
         except self.db.driver.error as e:  # SQLITE_BUSY: try again on the next round
             log.warning("worker %s: claim on %s: %s", self.id, queue, e)
             return []
