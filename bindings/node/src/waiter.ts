@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import type { Conn } from './driver.js';
 import { isBun } from './driver.js';
-import { honkerError, WakeError } from './errors.js';
+import { DatabaseError, honkerError, WakeError } from './errors.js';
 import { here } from './here.js';
 
 /** How a wait ended. */
@@ -24,13 +24,15 @@ export interface Diagnostics {
   abortListeners: number;
   /** Waiting threads alive (one per database file with a listener or worker). */
   threads: number;
+  /** Thread waits stopped through `honker_wait_cancel` (when the extension has cancel keys). */
+  cancelledWaits: number;
 }
 
-const counters = { timers: 0, abortListeners: 0, pending: 0 };
+const counters = { timers: 0, abortListeners: 0, pending: 0, cancelled: 0 };
 
 /** What the binding currently holds. */
 export function diagnostics(): Diagnostics {
-  return { pendingWaits: counters.pending, timers: counters.timers, abortListeners: counters.abortListeners, threads: Waiter.count() };
+  return { pendingWaits: counters.pending, timers: counters.timers, abortListeners: counters.abortListeners, threads: Waiter.count(), cancelledWaits: counters.cancelled };
 }
 
 // Shared words with the thread: STATE is 0 idle, 1 wanted, 2 stop; SEQ numbers each wait's key.
@@ -144,6 +146,7 @@ export class Waiter {
   private readonly keyBase: string;
   private stopIdle: () => void = noop;
   private referenced = false;
+  private stopped = false;
 
   private constructor(
     private readonly key: string,
@@ -175,6 +178,7 @@ export class Waiter {
   wait(seen: number, deadline?: number, signal?: AbortSignal): Promise<WaitOutcome> {
     return new Promise<WaitOutcome>((resolve, reject) => {
       if (this.dead) return reject(new WakeError('wake.watcher_died', 'waiting thread is gone'));
+      if (this.stopped) return reject(new DatabaseError('db.closed', 'the database was closed'));
       if (signal?.aborted) return resolve('abort');
       if (this.epoch > seen) return resolve('wake');
       let clearTimer = noop;
@@ -213,6 +217,7 @@ export class Waiter {
   }
 
   private want(): void {
+    if (this.stopped) return;
     this.stopIdle();
     this.stopIdle = noop;
     if (!this.referenced) {
@@ -226,6 +231,7 @@ export class Waiter {
   }
 
   private goIdle(): void {
+    if (this.stopped) return;
     if (this.referenced) {
       this.referenced = false;
       this.worker.unref();
@@ -249,7 +255,7 @@ export class Waiter {
     for (const c of cancelConns) {
       try {
         if (c.open) {
-          c.stmt('SELECT honker_wait_cancel(?)').value(key);
+          counters.cancelled += Number(c.stmt('SELECT honker_wait_cancel(?)').value(key)) > 0 ? 1 : 0;
           return;
         }
       } catch {
@@ -259,13 +265,14 @@ export class Waiter {
   }
 
   private stop(): void {
+    this.stopped = true;
     this.stopIdle();
     this.stopIdle = noop;
     Atomics.store(this.words, STATE, 2);
     Atomics.notify(this.words, STATE);
     this.cancelCurrent();
     this.worker.unref();
-    this.failAll(new WakeError('wake.watcher_died', 'the database was closed'));
+    this.failAll(new DatabaseError('db.closed', 'the database was closed while waiting'));
   }
 
   private failAll(err: unknown): void {

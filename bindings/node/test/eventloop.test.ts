@@ -42,3 +42,54 @@ describe('the event loop stays free', () => {
     }
   });
 });
+
+describe('cancellation', () => {
+  test("the last waiter leaving stops the thread's wait through the extension's cancel key", async () => {
+    const { db } = freshDb();
+    try {
+      const hasCancel = (db.value("SELECT COUNT(*) FROM pragma_function_list WHERE name = 'honker_wait_cancel'") as number) > 0;
+      assert.equal(db.features.cancelKeys, hasCancel);
+      const before = diagnostics().cancelledWaits;
+      const ac = new AbortController();
+      const loop = (async () => {
+        for await (const _ of db.listen('c', { signal: ac.signal }));
+      })();
+      await waitFor(() => diagnostics().pendingWaits === 1);
+      await new Promise((r) => setTimeout(r, 50)); // the thread is inside honker_wait by now
+      ac.abort();
+      await loop;
+      if (hasCancel) {
+        await waitFor(() => diagnostics().cancelledWaits > before, 5000, 'the running wait to be cancelled');
+      } else {
+        // Without cancel keys the thread's bounded waits end by themselves; it must still park.
+        await new Promise((r) => setTimeout(r, 500));
+        assert.equal(diagnostics().cancelledWaits, before);
+      }
+      // A new waiter after the cancel still wakes (the cancel did not stick to the next wait).
+      const got: unknown[] = [];
+      const ac2 = new AbortController();
+      const loop2 = (async () => {
+        for await (const n of db.listen('c', { signal: ac2.signal })) {
+          got.push(n.payload);
+          ac2.abort();
+        }
+      })();
+      await waitFor(() => diagnostics().pendingWaits === 1);
+      db.notify('c', 'after cancel');
+      await loop2;
+      assert.deepEqual(got, ['after cancel']);
+    } finally {
+      db.close();
+    }
+  });
+
+  test('closing the database fails its pending waits with db.closed', async () => {
+    const { db } = freshDb();
+    const it = db.listen('c');
+    const next = it.next();
+    await waitFor(() => diagnostics().pendingWaits === 1);
+    db.close();
+    await assert.rejects(next, (e: unknown) => (e as { code?: string }).code === 'db.closed');
+    assert.equal(diagnostics().pendingWaits, 0);
+  });
+});

@@ -137,7 +137,8 @@ for await (const line of rl) {
   if (line.trim() === '') continue;
   let req;
   try {
-    req = JSON.parse(line);
+    // Lease tokens pass 2^53: keep their digits exact as strings.
+    req = JSON.parse(line.replace(/"lease_token":(-?\d+)/g, '"lease_token":"$1"'));
   } catch (e) {
     out(JSON.stringify({ id: null, ok: false, error: { code: 'driver.bad_args', message: String(e) } }));
     continue;
