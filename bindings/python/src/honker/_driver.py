@@ -80,6 +80,8 @@ _by_module: Dict[str, Driver] = {}
 
 
 def _driver_of_module(name: str, module: ModuleType) -> Driver:
+    # Named by what it is: "sqlite3" may be pysqlite3 put in its place (use_pysqlite3 for Django).
+    name = module.__name__.split(".")[0]
     d = _by_module.get(module.__name__)
     if d is None:
         d = Driver(name=name, module=module, error=module.Error)

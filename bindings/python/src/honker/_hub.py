@@ -41,7 +41,12 @@ class Hub:
         self.key = key
         self._connect = connect
         self._driver = drv
-        self._cond = threading.Condition()
+        # Reentrant: a signal handler (a worker's SIGTERM) may kick while its thread holds it.
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        # The dispatcher parks on its own condition (same lock), so a kick with nobody waiting
+        # wakes no thread at all: the common case of a write in a process with idle listeners.
+        self._park = threading.Condition(lock)
         self._epoch = 0
         self._waiters = 0
         self._futures: Set[Tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
@@ -76,7 +81,7 @@ class Hub:
                 return self._epoch > seen
             self._waiters += 1
             if self._waiters == 1:
-                self._cond.notify_all()  # unpark the dispatcher
+                self._park.notify()  # unpark the dispatcher
             try:
                 return self._cond.wait_for(lambda: self._epoch > seen or self._closed, timeout)
             finally:
@@ -93,7 +98,7 @@ class Hub:
             self._futures.add(item)
             self._waiters += 1
             if self._waiters == 1:
-                self._cond.notify_all()
+                self._park.notify()
         try:
             await asyncio.wait_for(fut, timeout)
             return True
@@ -118,6 +123,7 @@ class Hub:
                 return False
             self._closed = True
             self._bump_locked()
+            self._park.notify_all()
             key = self._wait_key
         if key is not None and self.cancellable:
             self._cancel(key)
@@ -132,6 +138,8 @@ class Hub:
 
     def _bump_locked(self) -> None:
         self._epoch += 1
+        if not self._waiters:
+            return
         self._cond.notify_all()
         for loop, fut in list(self._futures):
             try:
@@ -157,7 +165,7 @@ class Hub:
         while True:
             with self._cond:
                 while self._waiters == 0 and not self._closed:
-                    self._cond.wait()
+                    self._park.wait()
                 if self._closed:
                     break
             try:
