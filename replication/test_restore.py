@@ -53,14 +53,19 @@ SCENARIOS = ["litestream_first", "writers_first", "all_at_once", "litestream_res
 
 
 class Results:
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
         self.passed = 0
         self.failed = 0
         self.failures: list[str] = []
+        self.failed_names: set[str] = set()
+        self.quiet = quiet
 
     def record(self, label: str, name: str, ok: bool, detail: str = "") -> None:
         line = f"{'PASS' if ok else 'FAIL'} {label} {name}" + (f": {detail}" if detail else "")
-        print(line, flush=True)
+        if not self.quiet:
+            print(line, flush=True)
+        if not ok:
+            self.failed_names.add(name)
         if ok:
             self.passed += 1
         else:
@@ -632,6 +637,49 @@ class Round:
         self.ls.kill9()
 
 
+# Each entry: the check that must catch it, and SQL that breaks exactly that invariant in a copy
+# of a restored file. They prove the checks can fail.
+SABOTAGE: dict[str, list[str]] = {
+    "orders_live_xor_acked": [
+        # An acked order loses its effect (and the notification of the same transaction).
+        "DELETE FROM honker_notifications WHERE channel = 'acks' AND payload ->> 'order' = "
+        "(SELECT order_id FROM effects WHERE rowid = (SELECT min(rowid) FROM effects))",
+        "DELETE FROM effects WHERE rowid = (SELECT min(rowid) FROM effects)",
+    ],
+    "ack_notify_atomic": [
+        "DELETE FROM honker_notifications WHERE id = "
+        "(SELECT min(id) FROM honker_notifications WHERE channel = 'acks')"
+    ],
+    "stream_offsets": ["UPDATE honker_consumers SET committed = committed + 1000000"],
+    "stream_effects_once": ["INSERT INTO stream_effects SELECT * FROM stream_effects LIMIT 1"],
+    "prefix_of_original": ["UPDATE orders SET total = -1 WHERE id = (SELECT min(id) FROM orders)"],
+    "cron_fired_once": ["INSERT INTO cron_effects SELECT * FROM cron_effects LIMIT 1"],
+}
+
+
+def negative_controls(rnd: Round, orig: State, res: Results) -> None:
+    """Break one invariant in a copy of a restored file and see the matching check fail."""
+    src = next(r for r in rnd.restores if r.label.endswith("-latest"))
+    label = f"{src.label}-sabotaged"
+    for name, statements in SABOTAGE.items():
+
+        def control(name: str = name, statements: list[str] = statements) -> str:
+            copy = rnd.dir / f"sabotage-{name}.db"
+            shutil.copyfile(src.path, copy)
+            conn = c.plain(copy)
+            changed = 0
+            for sql in statements:
+                changed += conn.execute(sql).rowcount
+            conn.close()
+            check(changed > 0, "the sabotage changed nothing")
+            quiet = Results(quiet=True)
+            RestoreChecks(Restore(label, copy, src.scenario, src.proc), orig, quiet, {}).run_all()
+            check(name in quiet.failed_names, f"{name} did not catch it")
+            return f"{name} caught it ({', '.join(sorted(quiet.failed_names))} failed)"
+
+        res.run(label, f"negative_control_{name}", control)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--litestream", required=True)
@@ -669,6 +717,8 @@ def main() -> int:
         conn = c.plain(rnd.db)
         orig = read_state(conn)
         conn.close()
+        if k == 0:
+            negative_controls(rnd, orig, res)
         for r in rnd.restores:
             obs: dict[str, Any] = {}
             RestoreChecks(r, orig, res, obs).run_all()
