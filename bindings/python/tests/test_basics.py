@@ -160,3 +160,19 @@ def test_error_codes_map_to_classes() -> None:
     assert isinstance(error_for("cron.bad_expression", "x"), honker.CronError)
     e = error_for("brand.new_code", "msg")
     assert type(e) is honker.HonkerError and e.code == "brand.new_code"
+
+
+def test_lone_surrogate_payload_is_payload_not_json(db: honker.Database) -> None:
+    with pytest.raises(honker.PayloadError) as e:
+        db.notify("c", "\ud800")
+    assert e.value.code == "payload.not_json"
+    assert db.queue("q").enqueue("caf\u00e9 \U0001f600") > 0  # real non-ASCII text is fine
+
+
+def test_schema_newer_than_the_extension_is_schema_too_new(path: str) -> None:
+    db = honker.open(path)
+    db.execute("UPDATE honker_meta SET value = value + 1 WHERE key = 'schema_version'")
+    db.close()
+    with pytest.raises(honker.SchemaTooNew) as e:
+        honker.open(path)
+    assert e.value.code == "schema.too_new"

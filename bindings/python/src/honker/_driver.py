@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Type
 
-from .errors import ExtensionError
+from .errors import ExtensionError, error_for
 
 MIN_SQLITE = (3, 38, 0)
 MIN_EXTENSION = (0, 1, 0)
@@ -148,6 +149,10 @@ def load_into(conn: Any, drv: Driver) -> None:
         finally:
             conn.enable_load_extension(False)
     except drv.error as e:
+        # The extension's own refusal at load (e.g. schema.too_new) keeps its code.
+        m = re.search(r"honker: ([a-z_]+\.[a-z_]+): (.*)", str(e), re.DOTALL)
+        if m is not None:
+            raise error_for(m.group(1), m.group(2)) from None
         raise ExtensionError("ext.load_failed", f"cannot load {path}: {e}") from e
     if not drv.checked:
         _check(conn, drv, path)

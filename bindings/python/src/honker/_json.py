@@ -11,6 +11,7 @@ from .errors import PayloadError
 _MAX_SAFE = 2**53
 # An integer beyond 2**53 has at least 16 digits: only then is the payload walked.
 _LONG_DIGITS = re.compile(r"\d{16}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 loads = json.loads
 
@@ -28,6 +29,9 @@ def dumps(value: Any) -> str:
         raise PayloadError("payload.not_json", f"payload is not JSON: {e}") from None
     if _LONG_DIGITS.search(text) is not None:
         _check_ints(value)
+    # A lone surrogate cannot be UTF-8 (str.isascii is O(1) for the common all-ASCII text).
+    if not text.isascii() and _SURROGATE.search(text) is not None:
+        raise PayloadError("payload.not_json", "payload has a lone surrogate (not valid UTF-8 text)")
     return text
 
 
