@@ -221,7 +221,6 @@ export class Database {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    Waiter.dropConn(this.conn);
     this.waiter?.release();
     this.waiter = undefined;
     if (this.owned) this.conn.close();
@@ -265,7 +264,7 @@ export class Database {
     if (this.waiter === undefined) {
       if (this.filename === '') throw new DatabaseError('db.not_file', 'waiting needs a database file');
       const st = statSync(this.filename);
-      this.waiter = Waiter.acquire(`${st.dev}:${st.ino}`, this.filename, this.ext, this.features.cancelKeys, this.conn);
+      this.waiter = Waiter.acquire(`${st.dev}:${st.ino}`, this.filename, this.ext, this.features.cancelKeys);
     }
     return this.waiter.wait(seen, deadline, signal);
   }
@@ -283,6 +282,7 @@ const primed = new Set<string>();
  * the process before it touches a file. A load that then fails on a file (schema.too_new,
  * db.not_honker) makes SQLite dlclose its handle while the connection still holds the functions
  * the failed init registered; with the library pinned, closing that connection stays safe.
+ * (Extensions since the pinning fix pin themselves; priming stays for older builds.)
  */
 function prime(ext: string): void {
   if (primed.has(ext)) return;
@@ -293,7 +293,9 @@ function prime(ext: string): void {
     mem.close();
     throw new ExtensionError('ext.load_failed', `cannot load ${ext}: ${(e as Error).message}`, { cause: e });
   }
-  mem.close();
+  // Kept open: it is the connection that cancels waits (honker_wait_cancel is process-wide), so
+  // a waiting thread can be stopped even after every Database of its file has closed.
+  Waiter.setCancelConn(mem);
   primed.add(ext);
 }
 

@@ -45,8 +45,8 @@ interface Pending {
   done: (outcome: WaitOutcome, err?: unknown) => void;
 }
 
-/** Connections any of which can call `honker_wait_cancel` (it is process-wide). */
-const cancelConns = new Set<Conn>();
+/** A connection with the extension loaded, kept for `honker_wait_cancel` (it is process-wide). */
+let cancelConn: Conn | undefined;
 let threadCounter = 0;
 let exitHookInstalled = false;
 
@@ -121,8 +121,7 @@ export class Waiter {
   }
 
   /** The waiter of the file `key` (dev:ino), started if needed; pair with `release()`. */
-  static acquire(key: string, path: string, ext: string, hasCancel: boolean, conn: Conn): Waiter {
-    cancelConns.add(conn);
+  static acquire(key: string, path: string, ext: string, hasCancel: boolean): Waiter {
     let w = Waiter.byFile.get(key);
     if (w === undefined || w.dead) {
       w = new Waiter(key, path, ext, hasCancel);
@@ -132,9 +131,9 @@ export class Waiter {
     return w;
   }
 
-  /** Forget `conn` as a connection that can cancel waits (it is closing). */
-  static dropConn(conn: Conn): void {
-    cancelConns.delete(conn);
+  /** The connection that cancels waits (an in-memory one the binding keeps open). */
+  static setCancelConn(conn: Conn): void {
+    cancelConn ??= conn;
   }
 
   private refs = 0;
@@ -251,16 +250,12 @@ export class Waiter {
   /** Stop the thread's running wait through the extension's cancel mechanism (when it has one). */
   private cancelCurrent(): void {
     if (!this.hasCancel) return;
+    if (cancelConn === undefined) return;
     const key = `${this.keyBase}-${Atomics.load(this.words, SEQ)}`;
-    for (const c of cancelConns) {
-      try {
-        if (c.open) {
-          counters.cancelled += Number(c.stmt('SELECT honker_wait_cancel(?)').value(key)) > 0 ? 1 : 0;
-          return;
-        }
-      } catch {
-        // a closed or broken connection: try the next one
-      }
+    try {
+      counters.cancelled += Number(cancelConn.stmt('SELECT honker_wait_cancel(?)').value(key)) > 0 ? 1 : 0;
+    } catch {
+      // Nothing to do: the thread's wait then ends at its own timeout.
     }
   }
 

@@ -60,6 +60,16 @@ async function main(): Promise<void> {
       db.close();
       return;
     }
+    case 'close-while-waiting': {
+      // A listener is waiting when the database closes: the waiting thread's wait must be
+      // cancelled so the process can exit (it would otherwise sit out the thread's timeout).
+      const it = db.listen(rest[0]!);
+      const next = it.next().catch((e: { code?: string }) => e.code);
+      await delay(100);
+      db.close();
+      process.stdout.write(`${await next}\n`);
+      return;
+    }
     case 'wake-listen': {
       // wake-listen <path> <channel> <n>: print the receive time of n notifications.
       const n = Number(rest[1]);

@@ -113,6 +113,17 @@ describe('notify and listen', () => {
   });
 });
 
+describe('process exit', () => {
+  test('a process that closes its database under a waiting listener exits promptly', async () => {
+    const { db, path } = freshDb();
+    db.close();
+    const t0 = Date.now();
+    assert.equal((await runChild('close-while-waiting', path, 'c')).trim(), 'db.closed');
+    // The thread's own wait timeout is 60 s; a cancelled wait ends in milliseconds.
+    assert.ok(Date.now() - t0 < 30_000, `exited after ${Date.now() - t0} ms`);
+  });
+});
+
 describe('waits refuse an open transaction', () => {
   test('listen and subscribe inside a transaction fail with wait.in_transaction', async () => {
     const { db } = freshDb();
