@@ -176,3 +176,13 @@ def test_schema_newer_than_the_extension_is_schema_too_new(path: str) -> None:
     with pytest.raises(honker.SchemaTooNew) as e:
         honker.open(path)
     assert e.value.code == "schema.too_new"
+
+
+def test_blocking_waits_refuse_inside_an_open_transaction(db: honker.Database) -> None:
+    with db.transaction():
+        for wait in (lambda: db.listen("c").get(1), lambda: db.queue("q").claim_wait(timeout=1),
+                     lambda: db.stream("s").subscribe("x").get(1), lambda: db.lock("l").acquire()):
+            with pytest.raises(honker.WaitInTransaction) as e:
+                wait()
+            assert e.value.code == "wait.in_transaction"
+        assert db.listen("c").get(0) is None  # a non-blocking read is fine

@@ -244,6 +244,16 @@ class Database:
                 h.kick()
         return v
 
+    def _check_can_wait(self) -> None:
+        """Refuse a blocking wait while this thread's connection has a transaction open (DESIGN §2):
+        its snapshot would hide the commit waited for, or its write lock would block it."""
+        c = self._attached if self._attached is not None else getattr(self._local, "conn", None)
+        if c is not None and c.in_transaction:
+            from .errors import WaitInTransaction
+
+            raise WaitInTransaction("wait.in_transaction",
+                                    "a blocking wait cannot run inside an open transaction on this thread's connection")
+
     def _kick(self) -> None:
         h = self._hub
         if h is not None:

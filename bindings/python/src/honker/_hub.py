@@ -99,12 +99,15 @@ class Hub:
             self._waiters += 1
             if self._waiters == 1:
                 self._park.notify()
+        # No asyncio.wait_for: before Python 3.12 it can swallow a cancellation that arrives as
+        # the future completes, and a cancelled worker would then wait forever.
+        timer = None if timeout is None else loop.call_later(max(timeout, 0.0), _resolve, fut)
         try:
-            await asyncio.wait_for(fut, timeout)
-            return True
-        except asyncio.TimeoutError:
+            await fut
             return self._epoch > seen
         finally:
+            if timer is not None:
+                timer.cancel()
             with self._cond:
                 self._futures.discard(item)
                 self._waiters -= 1

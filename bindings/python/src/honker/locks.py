@@ -48,6 +48,8 @@ class Lock:
         Raises:
             LockNotAcquired: not blocking and held, or not free within ``timeout``.
         """
+        if self.blocking:
+            self.db._check_can_wait()
         hub = self.db.hub
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:

@@ -90,6 +90,8 @@ class Listener(_Base):
         """The next notification, or None after ``timeout`` seconds (or once closed)."""
         if self._buf:
             return self._buf.popleft()
+        if timeout is None or timeout > 0:
+            self.db._check_can_wait()
         deadline = None if timeout is None else time.monotonic() + timeout
         hub = self._hub
         while not self._closed:
@@ -125,6 +127,8 @@ class AsyncListener(_Base):
         """The next notification, or None after ``timeout`` seconds (or once closed)."""
         if self._buf:
             return self._buf.popleft()
+        if timeout is None or timeout > 0:
+            self.db._check_can_wait()
         deadline = None if timeout is None else time.monotonic() + timeout
         hub = self._hub
         while not self._closed:

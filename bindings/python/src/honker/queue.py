@@ -263,6 +263,8 @@ class Queue:
     def claim_wait(self, n: int = 1, *, timeout: Optional[float] = None, worker: str = "python",
                    lease: Optional[Seconds] = None, conn: ConnLike = None) -> List[Job]:
         """Claim up to ``n`` jobs, waiting up to ``timeout`` seconds (None: forever) for one to be due."""
+        if timeout is None or timeout > 0:
+            self.db._check_can_wait()
         hub = self.db.hub
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -278,6 +280,8 @@ class Queue:
     async def aclaim_wait(self, n: int = 1, *, timeout: Optional[float] = None, worker: str = "python",
                           lease: Optional[Seconds] = None) -> List[Job]:
         """The asyncio twin of :meth:`claim_wait` (claims run on the loop's thread: they are short)."""
+        if timeout is None or timeout > 0:
+            self.db._check_can_wait()
         hub = self.db.hub
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

@@ -174,6 +174,8 @@ class Subscription(_SubBase):
         self._auto_commit()
         if self._buf:
             return self._take()
+        if timeout is None or timeout > 0:
+            self.stream.db._check_can_wait()
         deadline = None if timeout is None else time.monotonic() + timeout
         hub = self._hub
         while not self._closed:
@@ -207,6 +209,8 @@ class AsyncSubscription(_SubBase):
         self._auto_commit()
         if self._buf:
             return self._take()
+        if timeout is None or timeout > 0:
+            self.stream.db._check_can_wait()
         deadline = None if timeout is None else time.monotonic() + timeout
         hub = self._hub
         while not self._closed:

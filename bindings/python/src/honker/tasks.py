@@ -151,6 +151,8 @@ class TaskResult(Generic[R]):
             TaskError: the job went to the dead letters (``task.failed``) or vanished.
             TimeoutError: no result within ``timeout``.
         """
+        if timeout is None or timeout > 0:
+            self.db._check_can_wait()
         hub = self.db.hub
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -166,6 +168,8 @@ class TaskResult(Generic[R]):
     get = result
 
     async def aresult(self, timeout: Optional[float] = None) -> R:
+        if timeout is None or timeout > 0:
+            self.db._check_can_wait()
         hub = self.db.hub
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
