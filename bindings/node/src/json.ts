@@ -36,19 +36,22 @@ function check(v: unknown, depth: number): void {
   }
 }
 
-/** Refuse a payload JSON cannot carry exactly (without serialising it). */
-export function checkPayload(payload: unknown): void {
-  check(payload, 0);
-}
+// What JSON.stringify can silently change shows in its output as `null` (NaN, Infinity,
+// undefined or a function in an array) or as a long digit run or an exponent (an integer past
+// 2^53): only then is the value walked to find out. A cycle or a BigInt makes it throw.
+const SUSPECT = /null|\d{16}|[eE]\+/;
 
-/** Serialise a payload, refusing values JSON cannot carry exactly. */
+/** Serialise a payload, refusing values JSON cannot carry exactly (payload.not_json). */
 export function encode(payload: unknown): string {
-  check(payload, 0);
+  let text: string | undefined;
   try {
-    return JSON.stringify(payload);
+    text = JSON.stringify(payload);
   } catch (e) {
     throw new PayloadError('payload.not_json', `payload cannot be serialised: ${(e as Error).message}`, { cause: e });
   }
+  if (text === undefined) throw new PayloadError('payload.not_json', `a ${typeof payload} is not a JSON value`);
+  if (SUSPECT.test(text)) check(payload, 0);
+  return text;
 }
 
 /** Check an integer argument (ids, counts, milliseconds). */

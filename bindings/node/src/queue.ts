@@ -2,7 +2,7 @@
 import type { Database } from './database.js';
 import { ArgumentError, JobFailedError, LeaseLostError, WaitTimeoutError } from './errors.js';
 import type { Json } from './json.js';
-import { checkPayload, encode, int, millis, str } from './json.js';
+import { encode, int, millis, str } from './json.js';
 
 /** Per-queue options, stored in the database and shared by every process and language. */
 export interface QueueOptions {
@@ -322,7 +322,6 @@ export class Queue<T = Json> {
   /** Enqueue many jobs in one statement, all or nothing. */
   enqueueMany(payloads: readonly T[], options?: EnqueueOptions): JobHandle[] {
     if (!Array.isArray(payloads)) throw new ArgumentError('arg.invalid', 'enqueueMany() takes an array of payloads');
-    for (let i = 0; i < payloads.length; i++) checkPayload(payloads[i]);
     const text = encode(payloads);
     const opts = enqueueOptionsJson(options);
     const ids = JSON.parse(
