@@ -27,7 +27,8 @@ fi
 
 echo "== npm ci (better-sqlite3 from source with npm_config_nodedir=/usr, bun@1)"
 export npm_config_nodedir=/usr
-npm ci --no-audit --no-fund --loglevel=error
+# One install at a time in this directory (the interop participants' build installs here too).
+flock /tmp/honker-bindings-node.lock npm ci --no-audit --no-fund --loglevel=error
 bun="$here/node_modules/.bin/bun"
 echo "== node $(node --version), bun $("$bun" --version)"
 
