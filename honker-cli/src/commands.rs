@@ -62,15 +62,15 @@ pub(crate) fn wake_for(db: &Path) -> Result<std::sync::Arc<dyn honker_core::Wake
     static SAID: std::sync::Once = std::sync::Once::new();
     let wake = honker_wake::wake_for(db)
         .with_context(|| format!("cannot watch {} for commits", db.display()))?;
-    if let Ok((backend, why)) = honker_wake::Hub::global().backend_choice() {
-        if why.starts_with("fell back") {
-            SAID.call_once(|| {
-                #[allow(clippy::print_stderr)]
-                {
-                    eprintln!("honker: wake backend {backend}: {why}");
-                }
-            });
-        }
+    if let Ok((backend, why)) = honker_wake::Hub::global().backend_choice()
+        && why.starts_with("fell back")
+    {
+        SAID.call_once(|| {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("honker: wake backend {backend}: {why}");
+            }
+        });
     }
     Ok(wake)
 }
@@ -180,6 +180,12 @@ pub(crate) fn info(args: &DbArgs) -> Result<ExitCode> {
             "wake backend    {} ({})",
             info.facts.wake_backend, info.facts.wake_backend_reason
         );
+        match &info.facts.liveness_unavailable {
+            None => println!("liveness        a dead worker's jobs come back at once"),
+            Some(why) => println!(
+                "liveness        unavailable ({why}): a dead worker's jobs come back at lease expiry"
+            ),
+        }
         if info.facts.litestream {
             println!("litestream      {}", honker_wake::LITESTREAM_NOTE);
         }

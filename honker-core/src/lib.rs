@@ -38,6 +38,7 @@
 pub mod cancel;
 mod conn;
 mod error;
+pub mod liveness;
 pub mod payload;
 pub mod schema;
 pub mod sql;

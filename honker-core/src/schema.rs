@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         what: "why a cron schedule was paused by a tick",
         sql: include_str!("schema/v5_cron_errors.sql"),
     },
+    Migration {
+        version: 6,
+        what: "the liveness holder of a running job",
+        sql: include_str!("schema/v6_holders.sql"),
+    },
 ];
 
 /// The schema version recorded in the database, or `None` if honker was never set up in it.

@@ -43,10 +43,10 @@ pub fn sql_error(
     message: impl fmt::Display,
     busy: Option<&rusqlite::Error>,
 ) -> rusqlite::Error {
-    if let Some(rusqlite::Error::SqliteFailure(f, _)) = busy {
-        if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) {
-            return rusqlite::Error::SqliteFailure(*f, None);
-        }
+    if let Some(rusqlite::Error::SqliteFailure(f, _)) = busy
+        && matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    {
+        return rusqlite::Error::SqliteFailure(*f, None);
     }
     rusqlite::Error::UserFunctionError(Box::new(SqlError {
         code,
@@ -237,10 +237,10 @@ impl WakeCache {
         path: std::path::PathBuf,
     ) -> Result<std::sync::Arc<dyn crate::WakeSource>, crate::WakeError> {
         let mut slot = self.source.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((p, s)) = slot.as_ref() {
-            if *p == path {
-                return Ok(s.clone());
-            }
+        if let Some((p, s)) = slot.as_ref()
+            && *p == path
+        {
+            return Ok(s.clone());
         }
         let source = self.wakes.wake_for(&path)?;
         *slot = Some((path, source.clone()));
@@ -283,17 +283,17 @@ impl WakeCache {
 /// [`cancel::MAX_KEY_LEN`](crate::cancel::MAX_KEY_LEN) bytes.
 pub fn arg_cancel_key(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<String>> {
     let key = arg_opt_text(ctx, i, "cancel_key")?;
-    if let Some(k) = &key {
-        if k.is_empty() || k.len() > crate::cancel::MAX_KEY_LEN {
-            return Err(bad_arg(
-                "cancel_key",
-                format!(
-                    "must be 1 to {} bytes, got {}",
-                    crate::cancel::MAX_KEY_LEN,
-                    k.len()
-                ),
-            ));
-        }
+    if let Some(k) = &key
+        && (k.is_empty() || k.len() > crate::cancel::MAX_KEY_LEN)
+    {
+        return Err(bad_arg(
+            "cancel_key",
+            format!(
+                "must be 1 to {} bytes, got {}",
+                crate::cancel::MAX_KEY_LEN,
+                k.len()
+            ),
+        ));
     }
     Ok(key)
 }

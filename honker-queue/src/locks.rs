@@ -16,6 +16,12 @@ fn positive(name: &'static str, v: i64) -> Result<()> {
 /// holder's lease on it runs (the same owner included: renew instead). Every acquire of a name
 /// gets a larger token than any before it, so a resource can refuse writes carrying an older one.
 ///
+/// A token is at least the acquire time in milliseconds times 1024 (below 2^53 for two centuries):
+/// a file restored from a backup or replica (Litestream) takes the name's counter back to the
+/// restore point, and a counter alone would hand out tokens that the lost history already gave
+/// to holders a resource may still remember. While the clock moves forward, the time floor
+/// keeps every new token above those.
+///
 /// # Errors
 ///
 /// `queue.bad_name`, `arg.invalid` for `ttl_ms < 1`; SQLite errors.
@@ -31,15 +37,23 @@ pub fn lock_acquire(
     let now = clock.now().get();
     let token = conn
         .prepare_cached(
-            "INSERT INTO honker_locks (name, owner, token, expires_ms) VALUES (?1, ?2, 1, ?3)
-             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = token + 1,
+            "INSERT INTO honker_locks (name, owner, token, expires_ms) VALUES (?1, ?2, ?5, ?3)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,
+                 token = max(token + 1, excluded.token),
                  expires_ms = excluded.expires_ms
              WHERE expires_ms <= ?4
              RETURNING token",
         )?
-        .query_row(params![name, owner, now.saturating_add(ttl_ms), now], |r| {
-            r.get(0)
-        })
+        .query_row(
+            params![
+                name,
+                owner,
+                now.saturating_add(ttl_ms),
+                now,
+                now.max(0).saturating_mul(1024).max(1)
+            ],
+            |r| r.get(0),
+        )
         .optional()?;
     if token.is_some() {
         honker_core::kick_after_commit(conn);

@@ -350,13 +350,13 @@ impl EnqueueOptions {
                 format!("must be in 1..={MAX_ATTEMPTS_LIMIT}, got {m}"),
             ));
         }
-        if let Some(k) = &self.dedup_key {
-            if k.is_empty() || k.len() > MAX_DEDUP_KEY_BYTES {
-                return Err(Error::bad_option(
-                    "dedup_key",
-                    format!("must have 1..={MAX_DEDUP_KEY_BYTES} bytes, got {}", k.len()),
-                ));
-            }
+        if let Some(k) = &self.dedup_key
+            && (k.is_empty() || k.len() > MAX_DEDUP_KEY_BYTES)
+        {
+            return Err(Error::bad_option(
+                "dedup_key",
+                format!("must have 1..={MAX_DEDUP_KEY_BYTES} bytes, got {}", k.len()),
+            ));
         }
         Ok(())
     }

@@ -2,9 +2,11 @@
 //! heartbeat, and the bounded sweeps (due jobs, expired leases, expired jobs) a claim runs first.
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 use honker_core::{Clock, Millis, SystemClock, write_atomically};
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
@@ -432,7 +434,16 @@ impl Queue {
             return Ok(Vec::new());
         }
         let now = self.now();
-        let probe = self.probe(conn)?;
+        let mut probe = self.probe(conn)?;
+        let db_path = conn.path().filter(|p| !p.is_empty()).map(Path::new);
+        let holder = db_path.and_then(honker_core::liveness::holder);
+        if let (Some(path), Some(_)) = (db_path, probe.next_lease_end)
+            && !probe.paused
+            && self.reclaim_from_dead_holders(conn, path, now)?
+        {
+            // Their leases now end now: the sweep below takes them back.
+            probe.next_lease_end = Some(now);
+        }
         if probe.paused || (!probe.has_ready && probe.earliest().is_none_or(|t| t > now)) {
             return Ok(Vec::new());
         }
@@ -448,13 +459,19 @@ impl Queue {
                 "UPDATE honker_jobs SET state = 2, attempts = attempts + 1, claims = claims + 1,
                      lease_token = max(1, (((claims + 1) & 8191) << 40)
                                           | (random() & 1099511627775)),
-                     lease_expires = ?3, worker = ?4
+                     lease_expires = ?3, worker = ?4, holder = ?5
                  WHERE id IN (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0
                               ORDER BY priority DESC, run_at, id LIMIT ?2 + 0)
                  RETURNING id, payload, attempts, max_attempts, lease_token, priority, run_at",
             )?
             .query_map(
-                params![&*self.name, n as i64, now.saturating_add(lease), worker],
+                params![
+                    &*self.name,
+                    n as i64,
+                    now.saturating_add(lease),
+                    worker,
+                    holder.as_deref()
+                ],
                 |r| {
                     Ok((
                         ClaimedJob {
@@ -492,6 +509,33 @@ impl Queue {
                 .then(a.id.cmp(&b.id))
         });
         Ok(jobs.into_iter().map(|(j, _)| j).collect())
+    }
+
+    /// End now the leases of every running job (in any queue) whose holder process is dead (its
+    /// liveness lock is free, see [`honker_core::liveness`]); whether there were any. Only the
+    /// holders of this queue's running jobs are looked at; a live holder's answer is cached for
+    /// [`ALIVE_FOR`](honker_core::liveness::ALIVE_FOR).
+    fn reclaim_from_dead_holders(&self, conn: &Connection, db: &Path, now: i64) -> Result<bool> {
+        let holders: Vec<String> = conn
+            .prepare_cached(
+                "SELECT DISTINCT holder FROM honker_jobs INDEXED BY honker_jobs_leases
+                 WHERE queue = ?1 AND state = 2 AND holder IS NOT NULL",
+            )?
+            .query_map([&*self.name], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut any = false;
+        for h in holders {
+            if honker_core::liveness::is_dead(db, &h) {
+                // One statement: atomic by itself, and a failure leaves the leases to expire.
+                conn.prepare_cached(
+                    "UPDATE honker_jobs SET lease_expires = ?2
+                     WHERE state = 2 AND holder = ?1 AND lease_expires > ?2",
+                )?
+                .execute(params![h, now])?;
+                any = true;
+            }
+        }
+        Ok(any)
     }
 
     /// The sweeps a claim runs first; each is one indexed range, bounded by [`SWEEP_LIMIT`].

@@ -150,11 +150,11 @@ fn trim_at(
         let slowest: Option<Offset> = conn
             .prepare_cached("SELECT min(committed) FROM honker_consumers WHERE topic = ?1")?
             .query_row([topic], |r| r.get(0))?;
-        if let Some(slowest) = slowest {
-            if slowest < cut {
-                cut = slowest.max(previous);
-                held_back = true;
-            }
+        if let Some(slowest) = slowest
+            && slowest < cut
+        {
+            cut = slowest.max(previous);
+            held_back = true;
         }
     }
     if cut <= previous {

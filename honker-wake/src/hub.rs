@@ -505,10 +505,8 @@ impl Hub {
     }
 
     fn keep(&self, st: &mut HubState, w: Arc<Watch>, pin: bool) -> Arc<Watch> {
-        if pin {
-            if let Some(e) = st.entries.get_mut(&key(&w.file_id(), w.backend())) {
-                e.pinned.get_or_insert_with(|| w.clone());
-            }
+        if pin && let Some(e) = st.entries.get_mut(&key(&w.file_id(), w.backend())) {
+            e.pinned.get_or_insert_with(|| w.clone());
         }
         w
     }

@@ -24,12 +24,16 @@ pub struct Info {
     /// Why that backend: the platform's default, `HONKER_WAKE_BACKEND`, the program, or the
     /// reason the platform's default could not start.
     pub wake_backend_reason: String,
-    /// Whether Litestream replicates the file (its `_litestream_seq` table is there).
+    /// Whether Litestream's tables (`_litestream_seq`) are in the file: it is, or was, replicated
+    /// by Litestream.
     pub litestream: bool,
+    /// `None` when claims on this file carry a liveness holder (a dead worker's jobs come back at
+    /// once); otherwise why not (they come back at lease expiry).
+    pub liveness_unavailable: Option<String>,
 }
 
 /// Advice for a file that Litestream replicates.
-pub const LITESTREAM_NOTE: &str = "replicated by Litestream: never run PRAGMA wal_checkpoint(TRUNCATE) or RESTART from the application (it waits for Litestream's read lock and blocks writers); a restore loses at most the sync interval, and jobs acked after it run again";
+pub const LITESTREAM_NOTE: &str = "Litestream's tables are in this file (it is or was replicated): never run PRAGMA wal_checkpoint(TRUNCATE), RESTART or FULL from the application under Litestream (each waits out the busy timeout for Litestream's read transaction, blocks writers and checkpoints nothing; PASSIVE is fine); a restore loses at most the sync interval, and jobs acked after it run again";
 
 /// Gather [`Info`] for `conn`'s database.
 ///
@@ -59,6 +63,9 @@ pub fn info(conn: &Connection) -> honker_core::Result<Info> {
             Err(e) => e.to_string(),
         },
         litestream,
+        liveness_unavailable: honker_core::db_file(conn)
+            .ok()
+            .and_then(|p| honker_core::liveness::can_lock(&p).err()),
     })
 }
 
@@ -75,6 +82,10 @@ impl Info {
             "wake_backend_reason": self.wake_backend_reason,
             "litestream": self.litestream,
             "litestream_note": self.litestream.then_some(LITESTREAM_NOTE),
+            "liveness": match &self.liveness_unavailable {
+                None => "a dead worker's jobs come back at once (liveness lock files beside the database)".to_owned(),
+                Some(why) => format!("unavailable, a dead worker's jobs come back at lease expiry: {why}"),
+            },
         })
         .to_string()
     }

@@ -75,6 +75,10 @@ pub(crate) enum Signal {
     Overflow,
     /// The database's name was removed or renamed: `stat` it now.
     Moved,
+    /// A claiming process's liveness lock file was closed after writing: the process may have
+    /// died holding jobs. Not a commit, so not settled on `data_version`: the epoch advances at
+    /// once so claimers look (a spare wake, which is always allowed).
+    Released,
 }
 
 /// The backend-specific half of a watcher: tells the watcher thread when to look.
@@ -528,12 +532,30 @@ impl Settle {
     }
 }
 
+/// After a liveness lock file closed, wake claimers again after these delays: the kernel raises
+/// the close event before it releases the file's lock, so a claimer that looked at once may still
+/// have found the holder alive.
+const RELEASE_FOLLOW_UPS: [Duration; 4] = [
+    Duration::from_millis(1),
+    Duration::from_millis(5),
+    Duration::from_millis(25),
+    Duration::from_millis(100),
+];
+
+/// A spare wake for claimers: forget which holders were seen alive, so they look again.
+fn released_wake(shared: &Shared) {
+    honker_core::liveness::forget_alive();
+    shared.cell.advance();
+}
+
 fn poll_loop(shared: &Shared, mut poller: Poller, mut armed: Armed) -> Result<(), WakeError> {
     let mut next_stat = Instant::now() + STAT_EVERY;
     let mut next_check = Instant::now();
     let mut failing_since: Option<Instant> = None;
     let mut pause = armed.floor;
     let mut settle = Settle::default();
+    // Spare wakes after a liveness lock file closed (see `Signal::Released`).
+    let mut released: Option<(Instant, usize)> = None;
     let quit = || shared.stop.load(Ordering::Acquire) || shared.cell.waiters() == 0;
     // Watchers with a slow floor (Kernel) stat as often as they poll: renames and deletions
     // raise events, this is the backstop.
@@ -599,11 +621,19 @@ fn poll_loop(shared: &Shared, mut poller: Poller, mut armed: Armed) -> Result<()
             next_stat = now + stat_every;
             shared.check_file()?;
         }
+        if let Some((_, step)) = released.filter(|(at, _)| *at <= now) {
+            released_wake(shared);
+            released = RELEASE_FOLLOW_UPS
+                .get(step + 1)
+                .map(|d| (now + *d, step + 1));
+        }
         if next_check <= now {
             // Settling closely: give the committing thread the CPU, then look again.
             thread::yield_now();
         }
-        match armed.trigger.wait(next_check.min(next_stat), &quit) {
+        let until = next_check.min(next_stat);
+        let until = released.map_or(until, |(at, _)| until.min(at));
+        match armed.trigger.wait(until, &quit) {
             Signal::Due => {}
             Signal::Hint => {
                 Shared::bump(&shared.hints);
@@ -625,6 +655,10 @@ fn poll_loop(shared: &Shared, mut poller: Poller, mut armed: Armed) -> Result<()
                 next_check = now;
             }
             Signal::Moved => next_stat = Instant::now(),
+            Signal::Released => {
+                released_wake(shared);
+                released = Some((Instant::now() + RELEASE_FOLLOW_UPS[0], 0));
+            }
         }
     }
 }

@@ -9,7 +9,8 @@
 //! show as two rows, and a job lost would show as none. A worker reports, when the demo closes
 //! its stdin, when each handler started (`SystemTime` nanoseconds, comparable across processes).
 //! With two or more workers, the busiest one is killed with `kill -9` a third of the way through
-//! the burst: the jobs it held come back when their (1 s) leases expire, and the check still
+//! the burst: the jobs it held come back as soon as the kernel releases its liveness lock (not at
+//! their 1 s lease expiry), and the check still
 //! finds each job handled once.
 
 use std::collections::HashMap;
@@ -75,9 +76,9 @@ pub(crate) struct QueueSection {
     redelivered: u64,
     orders_without_job_row: u64,
     reports: Vec<Option<WorkerReport>>,
-    /// The worker killed with `kill -9` mid-burst (when there are two or more): its index and
-    /// how many jobs it held at that moment.
-    killed: Option<(usize, u64)>,
+    /// The worker killed with `kill -9` mid-burst (when there are two or more): its index, how many
+    /// jobs it held at that moment, and how soon the others took them back.
+    killed: Option<(usize, u64, Option<Duration>)>,
     burst_drain: Option<Duration>,
     latency: Option<Summary>,
 }
@@ -239,14 +240,28 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<Queue
         }
         let victim = busiest.0;
         let child = &mut children.0[victim];
+        let held_by_victim = |conn: &Connection| -> Result<i64> {
+            Ok(conn.query_row(
+                "SELECT count(*) FROM honker_jobs WHERE queue = ?1 AND state = 2 AND worker = ?2",
+                rusqlite::params![QUEUE, worker_ids[victim]],
+                |r| r.get(0),
+            )?)
+        };
+        let held = held_by_victim(conn)?;
+        let kill_at = Instant::now();
         child.kill().context("cannot kill a demo worker")?;
         let _ = child.wait();
-        let held: i64 = conn.query_row(
-            "SELECT count(*) FROM honker_jobs WHERE queue = ?1 AND state = 2 AND worker = ?2",
-            rusqlite::params![QUEUE, worker_ids[victim]],
-            |r| r.get(0),
-        )?;
-        killed = Some((victim, u64::try_from(held).unwrap_or(0)));
+        // How soon the others take the dead worker's jobs back: its liveness lock is released
+        // by the kernel when it dies, long before its leases would expire.
+        let mut back_after = None;
+        while kill_at.elapsed() < DEADLINE {
+            if held_by_victim(conn)? == 0 {
+                back_after = Some(kill_at.elapsed());
+                break;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        killed = Some((victim, u64::try_from(held).unwrap_or(0), back_after));
     }
     let burst_drain = if wait_for(burst as i64, &mut progress)? {
         Some(burst_start.elapsed())
@@ -263,7 +278,7 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<Queue
     // Let the workers finish what they hold, then ask for their reports.
     drop(stdins);
     let report_by = Instant::now() + DEADLINE;
-    let expected = |i: usize| killed.is_none_or(|(k, _)| k != i);
+    let expected = |i: usize| killed.is_none_or(|(k, _, _)| k != i);
     while (0..reports.len()).any(|i| expected(i) && reports[i].is_none()) {
         let left = report_by.saturating_duration_since(Instant::now());
         match rx_ev.recv_timeout(left) {
@@ -328,7 +343,7 @@ impl Section for QueueSection {
             .enumerate()
             .map(|(i, r)| match r {
                 Some(r) => format!("worker {}: {}", i + 1, r.acked),
-                None if self.killed.is_some_and(|(k, _)| k == i) => {
+                None if self.killed.is_some_and(|(k, _, _)| k == i) => {
                     format!("worker {}: killed", i + 1)
                 }
                 None => format!("worker {}: no report", i + 1),
@@ -360,14 +375,20 @@ impl Section for QueueSection {
                 "  checks        handled once: {}  twice or more: {}  never: {}  orders without a job: {}",
                 self.handled_once, self.handled_twice, self.missing, self.orders_without_job_row
             );
-            if let Some((k, held)) = self.killed {
+            if let Some((k, held, back)) = self.killed {
                 println!(
                     "  crash         worker {} killed with kill -9 mid-burst, holding {held} claimed job(s) (writes of its unfinished handlers rolled back with it)",
                     k + 1
                 );
+                let back = back.map_or("not within the deadline".into(), |d| {
+                    format!("{:.1} ms after the kill", d.as_secs_f64() * 1e3)
+                });
+                println!(
+                    "  liveness      the others took its jobs back {back}: the kernel released its liveness lock when it died (its {LEASE_MS} ms lease is the bound only for a live but stuck worker)"
+                );
             }
             println!(
-                "  redeliveries  {} (a job runs again only when its lease expires: here, the killed worker's jobs, {LEASE_MS} ms after its last heartbeat; each is counted once above); lost leases {}, retries {}, errors {}",
+                "  redeliveries  {} (a job runs again only when its holder died or its lease expired; each is counted once above); lost leases {}, retries {}, errors {}",
                 self.redelivered,
                 sum(|r| r.lease_lost),
                 sum(|r| r.retried),
@@ -401,12 +422,14 @@ impl Section for QueueSection {
             && self.missing == 0
             && self.orders_without_job_row == 0
             && self.handled_once == self.jobs
-            && self.killed.is_none_or(|(_, held)| self.redelivered >= held)
+            && self
+                .killed
+                .is_none_or(|(_, held, _)| self.redelivered >= held)
             && self
                 .reports
                 .iter()
                 .enumerate()
-                .all(|(i, r)| r.is_some() || self.killed.is_some_and(|(k, _)| k == i))
+                .all(|(i, r)| r.is_some() || self.killed.is_some_and(|(k, _, _)| k == i))
     }
 }
 

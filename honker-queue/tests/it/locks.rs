@@ -111,3 +111,23 @@ fn result_wait_returns_when_another_connection_saves_the_result() {
     let e = result_wait(&tx, &honker_core::SystemClock, &wake, JobId(5), None).unwrap_err();
     assert_eq!(e.code(), "wait.in_transaction");
 }
+
+/// Found by the Litestream test: a restore takes a lock's counter back, and the next holder got a
+/// token the lost history had already handed out. Tokens carry the acquire time as a floor.
+#[test]
+fn a_lock_counter_taken_back_by_a_restore_never_hands_out_an_old_token_again() {
+    let db = crate::util::TempDb::new();
+    let conn = db.open();
+    let clock = SettableClock::new(Millis(1_800_000_000_000));
+    let before_restore = lock_acquire(&conn, &clock, "l", "a", 100).unwrap().unwrap();
+    // The restore point: the row as it was before that acquire.
+    conn.execute(
+        "UPDATE honker_locks SET token = 1, expires_ms = 0 WHERE name = 'l'",
+        [],
+    )
+    .unwrap();
+    clock.set(Millis(1_800_000_000_001));
+    let after = lock_acquire(&conn, &clock, "l", "b", 100).unwrap().unwrap();
+    assert!(after > before_restore, "{after} <= {before_restore}");
+    assert!(after < 1 << 53);
+}

@@ -4,6 +4,7 @@ mod bad_input;
 mod basic;
 mod crash;
 mod disk_full;
+mod liveness;
 mod locks;
 mod model;
 mod multiprocess;

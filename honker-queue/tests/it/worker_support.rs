@@ -27,7 +27,9 @@ impl WorkDb {
             .execute_batch(
                 "CREATE TABLE IF NOT EXISTS handled (
                      job_id INTEGER NOT NULL, token INTEGER NOT NULL, pid INTEGER NOT NULL,
-                     attempts INTEGER NOT NULL, payload TEXT NOT NULL
+                     attempts INTEGER NOT NULL, payload TEXT NOT NULL,
+                     at_ms INTEGER NOT NULL
+                         DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
                  );",
             )
             .expect("create handled");
@@ -134,10 +136,10 @@ impl Proc {
         thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 // libtest may print "test name ... " on the same line first.
-                if let Some(at) = line.find("HONKER ") {
-                    if tx.send(line[at + "HONKER ".len()..].to_owned()).is_err() {
-                        return;
-                    }
+                if let Some(at) = line.find("HONKER ")
+                    && tx.send(line[at + "HONKER ".len()..].to_owned()).is_err()
+                {
+                    return;
                 }
             }
         });
@@ -160,6 +162,21 @@ impl Proc {
                 Err(e) => panic!("child sent no {word:?} line: {e:?}"),
             }
         }
+    }
+
+    /// The child's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal (`STOP`, `CONT`, ...) to the child with the `kill` command.
+    pub(crate) fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// Send a line to the child's stdin.

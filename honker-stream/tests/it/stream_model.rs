@@ -204,16 +204,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 } else {
                     0
                 };
-                if !force {
-                    if let Some(slowest) = m
+                if !force
+                    && let Some(slowest) = m
                         .committed
                         .iter()
                         .filter(|((_, t), _)| *t == topic)
                         .map(|(_, o)| *o)
                         .min()
-                    {
-                        cut = cut.min(slowest);
-                    }
+                {
+                    cut = cut.min(slowest);
                 }
                 let cut = cut.max(previous);
                 let before = stored.len();

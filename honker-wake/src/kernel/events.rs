@@ -24,6 +24,7 @@ struct Flags {
     hint: AtomicBool,
     overflow: AtomicBool,
     moved: AtomicBool,
+    released: AtomicBool,
 }
 
 /// The file names that matter in the watched directory.
@@ -80,6 +81,18 @@ fn classify(names: &Names, flags: &Flags, res: notify::Result<notify::Event>) ->
     };
     if event.need_rescan() {
         flags.overflow.store(true, Ordering::Release);
+        return true;
+    }
+    // A claiming process's liveness lock closes after writing only when the process ends (its
+    // checkers open it read-only): wake claimers so they take its jobs back.
+    if matches!(
+        event.kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+    ) && event.paths.iter().any(|p| {
+        p.file_name()
+            .is_some_and(|n| honker_core::liveness::is_lock_file(&names.db, n))
+    }) {
+        flags.released.store(true, Ordering::Release);
         return true;
     }
     let relevant = match event.kind {
@@ -147,6 +160,9 @@ impl<W: Send> Trigger for EventTrigger<W> {
             }
             if self.flags.moved.swap(false, Ordering::AcqRel) {
                 return Signal::Moved;
+            }
+            if self.flags.released.swap(false, Ordering::AcqRel) {
+                return Signal::Released;
             }
             if self.flags.hint.swap(false, Ordering::AcqRel) {
                 (self.refresh)(&mut self.watcher, &self.names);

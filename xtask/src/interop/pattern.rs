@@ -55,12 +55,12 @@ fn walk(
             format!("/{}", path.join("/"))
         }
     };
-    if let Value::Object(p) = pattern {
-        if p.len() == 1 {
-            let (op, arg) = p.iter().next().expect("one entry");
-            if op.starts_with('$') {
-                return operator(op, arg, actual, raw, path).map_err(|e| format!("{}: {e}", at()));
-            }
+    if let Value::Object(p) = pattern
+        && p.len() == 1
+    {
+        let (op, arg) = p.iter().next().expect("one entry");
+        if op.starts_with('$') {
+            return operator(op, arg, actual, raw, path).map_err(|e| format!("{}: {e}", at()));
         }
     }
     let Some(actual) = actual else {
