@@ -738,7 +738,10 @@ mod tests {
                     .any(|l| l.contains("INTEGER PRIMARY KEY (rowid>? AND rowid<?)")),
                 "a window walks the primary key range: {p:#?}"
             );
-            assert!(p.iter().all(|l| !l.contains("TEMP B-TREE")), "no sort: {p:#?}");
+            assert!(
+                p.iter().all(|l| !l.contains("TEMP B-TREE")),
+                "no sort: {p:#?}"
+            );
             let count = format!(
                 "SELECT count(*) FROM ({} LIMIT ?{} + 0)",
                 window_sql(&f, "1", &clause),
