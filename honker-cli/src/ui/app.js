@@ -246,7 +246,7 @@ async function viewOverview() {
   const wrap = el('div', {});
   const qRows = o.queues.map(q => {
     const per = q.throughput.per_minute;
-    const last = per[per.length - 2];
+    const last = per[per.length - 1]; // the current minute so far
     return el('tr', { dataset: { queue: q.name } },
       td(link(jobsHref(q.name), q.name)),
       el('td', {}, q.paused ? stateTag('paused') : el('span', { class: 'muted' }, 'active')),
@@ -254,14 +254,14 @@ async function viewOverview() {
         el('td', { class: 'num', dataset: { count: s } }, link(jobsHref(q.name, s === 'retrying' ? '' : s), num(q[s])))),
       el('td', { class: 'num' }, q.oldest_pending_age_ms ? dur(q.oldest_pending_age_ms) : '–'),
       el('td', {}, spark(per), el('div', { class: 'muted' },
-        (last === null || last === undefined ? '–' : num(last)) + '/min' + (q.throughput.exact ? '' : ' (est.)'))),
-      canWrite() ? el('td', { class: 'actions' },
+        (last === null || last === undefined ? '–' : num(last)) + ' this minute' + (q.throughput.exact ? '' : ' (est.)'))),
+      canWrite() ? el('td', {}, el('div', { class: 'actions' },
         q.paused ? btn('Resume', () => act({ action: 'resume_queue', queue: q.name }))
           : btn('Pause', () => act({ action: 'pause_queue', queue: q.name })),
         q.dead ? btn('Requeue dead', () => act({ action: 'requeue', filter: { queue: q.name, state: 'dead' }, confirm: true },
           'Requeue all ' + q.dead + ' dead jobs of ' + q.name + '?')) : null,
         q.dead ? btn('Purge dead', () => act({ action: 'purge_dead', queue: q.name, confirm: true },
-          'Delete all ' + q.dead + ' dead jobs of ' + q.name + '? This cannot be undone.'), true) : null) : null);
+          'Delete all ' + q.dead + ' dead jobs of ' + q.name + '? This cannot be undone.'), true) : null)) : null);
   });
   wrap.append(el('h2', {}, 'Queues'), el('section', { id: 'queues' }, o.queues.length ? table(
     ['Queue', 'State', 'Pending#', 'Scheduled#', 'Running#', 'Retrying#', 'Dead#', 'Oldest pending#', 'Finished / min (30 min)', canWrite() ? 'Actions' : null].filter(Boolean),
@@ -304,10 +304,10 @@ function cronTable(list, actions) {
       el('td', {}, rel(s.last_fire_ms), s.last_job_id ? el('div', {}, link('#/job/' + s.last_job_id, 'job ' + s.last_job_id)) : null),
       el('td', {}, s.late_ms ? el('span', { class: 'late' }, 'late ' + dur(s.late_ms)) : el('span', { class: 'muted' }, 'on time'),
         s.last_fire_late_ms !== null && s.last_fire_late_ms !== undefined ? el('div', { class: 'muted' }, 'last fired +' + dur(s.last_fire_late_ms)) : null),
-      actions && canWrite() ? el('td', { class: 'actions' },
+      actions && canWrite() ? el('td', {}, el('div', { class: 'actions' },
         s.paused ? btn('Resume', () => act({ action: 'resume_schedule', name: s.name }))
           : btn('Pause', () => act({ action: 'pause_schedule', name: s.name })),
-        btn('Run now', () => act({ action: 'run_schedule', name: s.name }))) : null)));
+        btn('Run now', () => act({ action: 'run_schedule', name: s.name })))) : null)));
 }
 
 async function viewCron() {
@@ -391,7 +391,8 @@ async function viewJobs(r) {
   const wrap = el('div', {}, el('h2', {}, 'Jobs'), form,
     el('div', { class: 'bar' }, el('strong', { id: 'count' }, countText), bulk),
     el('section', { id: 'jobs' }, first.jobs.length ? el('table', {},
-      el('thead', {}, el('tr', {}, ['ID', 'Queue', 'State', 'Attempts', 'Priority', 'Due / at', 'Worker', 'Payload', 'Last error'].map(h => el('th', {}, h)))),
+      el('thead', {}, el('tr', {}, ['ID', 'Queue', 'State', 'Attempts#', 'Priority#', 'Due / at', 'Worker', 'Payload', 'Last error'].map(h =>
+        el('th', { class: h.endsWith('#') ? 'num' : null }, h.replace(/#$/, ''))))),
       rows) : el('p', { class: 'muted' }, 'No job matches.')), more);
   if (canWrite()) wrap.append(enqueueForm(f.queue));
   return wrap;
