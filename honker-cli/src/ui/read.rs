@@ -368,19 +368,20 @@ pub(crate) fn json_path(key: &str) -> Result<String> {
     Ok(path)
 }
 
-/// Append `cond` to `sql`, its `?#` numbered for `v` pushed onto `args` (after `?1`, `?2`).
+/// Append `cond` to `sql`, its `?#` numbered for `v` pushed onto `args` (after `?1`, `?2`:
+/// the id range, and `?3`: the limit).
 fn push(sql: &mut String, args: &mut Vec<SqlValue>, cond: &str, v: Option<SqlValue>) {
     if let Some(v) = v {
         args.push(v);
-        sql.push_str(&cond.replace("?#", &format!("?{}", args.len() + 2)));
+        sql.push_str(&cond.replace("?#", &format!("?{}", args.len() + 3)));
     } else {
         sql.push_str(cond);
     }
 }
 
 impl Filter {
-    /// The WHERE clause (after the id range) and its parameters, numbered from `?3`
-    /// (`?1`/`?2` are the id range).
+    /// The WHERE clause (after the id range) and its parameters, numbered from `?4`
+    /// (`?1`/`?2` are the id range, `?3` the limit).
     fn clause(&self, now: i64) -> Result<(String, Vec<SqlValue>)> {
         let mut sql = String::new();
         let mut args: Vec<SqlValue> = Vec::new();
@@ -422,9 +423,9 @@ impl Filter {
                     let v: Value =
                         serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.clone()));
                     args.push(SqlValue::Text(path));
-                    let p = args.len() + 2;
+                    let p = args.len() + 3;
                     args.push(SqlValue::Text(v.to_string()));
-                    let w = args.len() + 2;
+                    let w = args.len() + 3;
                     sql.push_str(&format!(
                         " AND json_type(payload, ?{p}) IS NOT NULL
                           AND json_quote(json_extract(payload, ?{p})) = json_quote(json_extract(?{w}, '$'))"
@@ -549,9 +550,8 @@ pub(crate) fn jobs(
     let limit = limit.clamp(1, MAX_PAGE);
     let (clause, args) = filter.clause(now)?;
     let sql = format!(
-        "{} LIMIT ?{} + 0",
-        window_sql(filter, columns(filter.state), &clause),
-        args.len() + 3
+        "{} LIMIT ?3 + 0",
+        window_sql(filter, columns(filter.state), &clause)
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let floor = bottom(conn, filter.state)?;
@@ -564,9 +564,12 @@ pub(crate) fn jobs(
     while hi > floor && (jobs.len() as i64) < limit && windows < MAX_WINDOWS {
         let lo = (hi - SCAN_WINDOW).max(floor);
         let want = limit - jobs.len() as i64;
-        let mut all: Vec<SqlValue> = vec![SqlValue::Integer(lo), SqlValue::Integer(hi)];
+        let mut all: Vec<SqlValue> = vec![
+            SqlValue::Integer(lo),
+            SqlValue::Integer(hi),
+            SqlValue::Integer(want),
+        ];
         all.extend(args.iter().cloned());
-        all.push(SqlValue::Integer(want));
         let rows: Vec<Value> = stmt
             .query_map(params_from_iter(all), |r| row_json(r, now))?
             .collect::<rusqlite::Result<_>>()?;
@@ -624,13 +627,15 @@ fn count(
     let hi = top(conn, filter.state)?;
     let lo = (hi - SCAN_WINDOW * MAX_WINDOWS).max(bottom(conn, filter.state)?);
     let sql = format!(
-        "SELECT count(*) FROM ({} LIMIT ?{} + 0)",
-        window_sql(filter, "1", clause),
-        args.len() + 3
+        "SELECT count(*) FROM ({} LIMIT ?3 + 0)",
+        window_sql(filter, "1", clause)
     );
-    let mut all: Vec<SqlValue> = vec![SqlValue::Integer(lo), SqlValue::Integer(hi)];
+    let mut all: Vec<SqlValue> = vec![
+        SqlValue::Integer(lo),
+        SqlValue::Integer(hi),
+        SqlValue::Integer(COUNT_CAP + 1),
+    ];
     all.extend(args.iter().cloned());
-    all.push(SqlValue::Integer(COUNT_CAP + 1));
     let n: i64 = conn
         .prepare_cached(&sql)?
         .query_row(params_from_iter(all), |r| r.get(0))?;
@@ -649,19 +654,18 @@ pub(crate) fn matching_ids(
 ) -> Result<(Vec<i64>, Option<i64>)> {
     let now = now_ms();
     let (clause, args) = filter.clause(now)?;
-    let sql = format!(
-        "{} LIMIT ?{} + 0",
-        window_sql(filter, "id", &clause),
-        args.len() + 3
-    );
+    let sql = format!("{} LIMIT ?3 + 0", window_sql(filter, "id", &clause));
     let floor = bottom(conn, filter.state)?;
     if before <= floor {
         return Ok((Vec::new(), None));
     }
     let lo = (before - SCAN_WINDOW).max(floor);
-    let mut all: Vec<SqlValue> = vec![SqlValue::Integer(lo), SqlValue::Integer(before)];
+    let mut all: Vec<SqlValue> = vec![
+        SqlValue::Integer(lo),
+        SqlValue::Integer(before),
+        SqlValue::Integer(limit),
+    ];
     all.extend(args);
-    all.push(SqlValue::Integer(limit));
     let ids: Vec<i64> = conn
         .prepare_cached(&sql)?
         .query_map(params_from_iter(all), |r| r.get(0))?
@@ -726,11 +730,7 @@ mod tests {
                 error: (state != StateFilter::Done).then(|| "boom".into()),
             };
             let (clause, args) = f.clause(0).unwrap();
-            let list = format!(
-                "{} LIMIT ?{} + 0",
-                window_sql(&f, columns(state), &clause),
-                args.len() + 3
-            );
+            let list = format!("{} LIMIT ?3 + 0", window_sql(&f, columns(state), &clause));
             assert_no_scan(&conn, &list, args.len() + 3);
             let p = plan(&conn, &list, args.len() + 3);
             assert!(
@@ -743,9 +743,8 @@ mod tests {
                 "no sort: {p:#?}"
             );
             let count = format!(
-                "SELECT count(*) FROM ({} LIMIT ?{} + 0)",
-                window_sql(&f, "1", &clause),
-                args.len() + 3
+                "SELECT count(*) FROM ({} LIMIT ?3 + 0)",
+                window_sql(&f, "1", &clause)
             );
             assert_no_scan(&conn, &count, args.len() + 3);
             let p = plan(&conn, &count, args.len() + 3);
