@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::read;
 
 /// A stream with nothing to say writes a comment this often (it also finds closed clients).
-pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(10);
 /// At most one push per this interval; commits in between are folded into the next push.
 pub(crate) const MIN_PUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// The loop wakes at least this often even when nothing is due (a scheduled job or cron fire
@@ -45,6 +45,9 @@ struct State {
 pub(crate) struct Live {
     state: Mutex<State>,
     changed: Condvar,
+    /// The loop's wake source, kicked when the last stream closes so the loop stops waiting on
+    /// the file (and the watcher parks) at once instead of at its next due time.
+    wake: Mutex<Option<Arc<dyn WakeSource>>>,
 }
 
 /// What a stream learns from [`Live::wait_past`].
@@ -132,8 +135,22 @@ pub(crate) struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut s = self.live.lock();
-        s.subscribers = s.subscribers.saturating_sub(1);
+        let last = {
+            let mut s = self.live.lock();
+            s.subscribers = s.subscribers.saturating_sub(1);
+            s.subscribers == 0
+        };
+        if last {
+            let wake = self
+                .live
+                .wake
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(w) = wake {
+                w.kick();
+            }
+        }
     }
 }
 

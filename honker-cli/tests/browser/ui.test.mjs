@@ -183,7 +183,7 @@ test('a hidden tab closes its event stream, and a shown one reopens it', async (
   assert.equal(await page.locator('#live').innerText(), 'paused (tab hidden)');
   // The server notices a closed stream when a write to it fails: the first write after the
   // browser closed usually still lands in the socket, so commit until one fails (the keep-alive
-  // would find it too, within 15 s).
+  // would find it too, within 20 s).
   let n = 0;
   await waitFor('the stream to close', async () => {
     if (n++ % 8 === 0) honker('notify', '--db', db, '--channel', 'pings', JSON.stringify({ wake: n }));
