@@ -13,6 +13,7 @@ mod errors;
 mod queue;
 mod stats;
 mod stream;
+mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,9 @@ enum Command {
     Queue(queue::QueueArgs),
     /// Enqueue one job (a JSON payload) on a queue; prints its id.
     Enqueue(queue::EnqueueArgs),
+    /// Serve a live dashboard and /metrics for one database file (read-only unless
+    /// --allow-writes; loopback unless --token).
+    Ui(ui::UiArgs),
     /// Run a command per job of a queue, the payload on its stdin: exit 0 acks the job, any
     /// other status retries it with the command's stderr as the error.
     Worker(queue::worker::WorkerArgs),
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Queue(args) => queue::run(&args),
         Command::Enqueue(args) => queue::enqueue(&args),
         Command::Worker(args) => queue::worker::run(&args),
+        Command::Ui(args) => ui::run(&args),
         Command::DemoQueueWorker(args) => demo::queue::worker_child(&args),
         Command::BenchQueue(cmd) => bench_queue::run(cmd),
         Command::DemoListener(args) => demo::pubsub::listener_child(&args),

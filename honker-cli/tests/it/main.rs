@@ -2,6 +2,7 @@
 
 mod queue;
 mod stream_cron;
+mod ui;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
