@@ -61,10 +61,10 @@ pub(crate) fn run(a: &UiArgs) -> Result<ExitCode> {
             .ok()
             .filter(|t| !t.is_empty())
     });
-    if let Some(t) = &given {
-        if t.len() < MIN_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()) {
-            bail!("--token must be at least {MIN_TOKEN_LEN} printable ASCII characters");
-        }
+    if let Some(t) = &given
+        && (t.len() < MIN_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        bail!("--token must be at least {MIN_TOKEN_LEN} printable ASCII characters");
     }
     if !loopback && given.is_none() {
         bail!(

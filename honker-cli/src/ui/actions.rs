@@ -186,10 +186,10 @@ fn run_confirmed(conn: &Connection, action: &Action) -> Result<Value> {
         }
         Action::Cancel { ids, filter, .. } => {
             let f = one_of(ids, filter.as_ref(), StateFilter::Live)?;
-            if let Some(f) = &f {
-                if matches!(f.state, StateFilter::Dead | StateFilter::Done) {
-                    bail!("cancel works on live jobs (pending, scheduled, running)");
-                }
+            if let Some(f) = &f
+                && matches!(f.state, StateFilter::Dead | StateFilter::Done)
+            {
+                bail!("cancel works on live jobs (pending, scheduled, running)");
             }
             bulk(conn, ids, f.as_ref(), |c, id| {
                 Ok(honker_queue::cancel(c, JobId(id))?)

@@ -206,16 +206,16 @@ fn next_due(conn: &Connection) -> Result<Option<i64>> {
     let now = read::now_ms();
     let mut best: Option<i64> = None;
     for name in read::queue_names(conn)? {
-        if let Some(t) = honker_queue::Queue::new(&name)?.next_due(conn)? {
-            if t.get() > now {
-                best = Some(best.map_or(t.get(), |b| b.min(t.get())));
-            }
-        }
-    }
-    if let Some(t) = honker_cron::next_due(conn)? {
-        if t.get() > now {
+        if let Some(t) = honker_queue::Queue::new(&name)?.next_due(conn)?
+            && t.get() > now
+        {
             best = Some(best.map_or(t.get(), |b| b.min(t.get())));
         }
+    }
+    if let Some(t) = honker_cron::next_due(conn)?
+        && t.get() > now
+    {
+        best = Some(best.map_or(t.get(), |b| b.min(t.get())));
     }
     Ok(best)
 }

@@ -602,27 +602,25 @@ fn count(
     clause: &str,
     args: &[SqlValue],
 ) -> Result<(i64, bool)> {
-    if filter.is_simple() {
-        if let Some(q) = &filter.queue {
-            let s = Queue::new(q)?.stats(conn)?;
-            let n = match filter.state {
-                StateFilter::Live => s.pending + s.scheduled + s.running,
-                StateFilter::Pending => s.pending,
-                StateFilter::Scheduled => s.scheduled,
-                StateFilter::Running => s.running,
-                StateFilter::Dead => s.dead,
-                StateFilter::Done => {
-                    return Ok((
-                        conn.prepare_cached(
-                            "SELECT count(*) FROM honker_history WHERE queue = ?1",
-                        )?
+    if filter.is_simple()
+        && let Some(q) = &filter.queue
+    {
+        let s = Queue::new(q)?.stats(conn)?;
+        let n = match filter.state {
+            StateFilter::Live => s.pending + s.scheduled + s.running,
+            StateFilter::Pending => s.pending,
+            StateFilter::Scheduled => s.scheduled,
+            StateFilter::Running => s.running,
+            StateFilter::Dead => s.dead,
+            StateFilter::Done => {
+                return Ok((
+                    conn.prepare_cached("SELECT count(*) FROM honker_history WHERE queue = ?1")?
                         .query_row([q], |r| r.get(0))?,
-                        true,
-                    ));
-                }
-            };
-            return Ok((n as i64, true));
-        }
+                    true,
+                ));
+            }
+        };
+        return Ok((n as i64, true));
     }
     let hi = top(conn, filter.state)?;
     let lo = (hi - SCAN_WINDOW * MAX_WINDOWS).max(bottom(conn, filter.state)?);

@@ -475,10 +475,11 @@ fn overview(shared: &Shared, conns: &mut Conns) -> Result<Value> {
         let v = cache
             .version_conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        if let Some((cv, at, value)) = &cache.last {
-            if *cv == v && at.elapsed() < OVERVIEW_MAX_AGE {
-                return Ok(value.clone());
-            }
+        if let Some((cv, at, value)) = &cache.last
+            && *cv == v
+            && at.elapsed() < OVERVIEW_MAX_AGE
+        {
+            return Ok(value.clone());
         }
         v
     };
