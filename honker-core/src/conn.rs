@@ -291,8 +291,9 @@ pub fn write_atomically<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
-    if !conn.is_autocommit() || in_write_statement(conn) {
-        return nested_atomically(conn, f);
+    let in_statement = in_write_statement(conn);
+    if !conn.is_autocommit() || in_statement {
+        return savepoint_unless_in_statement(conn, in_statement, f);
     }
     // Cached statements: these run on every multi-statement write, and `execute_batch` would
     // parse them each time.
@@ -331,7 +332,17 @@ pub fn nested_atomically<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
-    if in_write_statement(conn) {
+    savepoint_unless_in_statement(conn, in_write_statement(conn), f)
+}
+
+/// [`nested_atomically`] once the caller knows whether a write statement is running (the walk
+/// of the connection's statements is done once per write).
+fn savepoint_unless_in_statement<T>(
+    conn: &Connection,
+    in_statement: bool,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    if in_statement {
         return f(conn);
     }
     run(conn, "SAVEPOINT honker")?;
