@@ -627,6 +627,10 @@ impl Play<'_> {
         if actor == "runner" {
             return self.runner_step(step);
         }
+        // When the step's request left the runner: a mark on an `op` step is taken here, so a
+        // latency measured from a commit includes the commit, and a waiter woken by the commit
+        // can never be seen "before" it (the committer's answer may arrive after the waiter's).
+        let sent = Instant::now();
         let (at, answer, line) = if let Some(name) = step["await"].as_str() {
             let (owner, id) = self
                 .pending
@@ -657,7 +661,8 @@ impl Play<'_> {
             self.wake = self.wake.max(Some(latency));
         }
         if let Some(mark) = step["mark"].as_str() {
-            self.marks.insert(mark.to_owned(), at);
+            let when = if step.get("await").is_some() { at } else { sent };
+            self.marks.insert(mark.to_owned(), when);
         }
         self.judge(step, &answer, &line)
     }
