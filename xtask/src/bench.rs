@@ -9,6 +9,7 @@
 //! Options: `--runs N` (default 5; each figure is the median of N runs), `--quick` (fewer
 //! samples and a shorter idle window, for a smoke test), `--strict` (fail when a target is missed).
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -22,7 +23,7 @@ use anyhow::{Context, Result, bail};
 const HELPER_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Sizes of one bench session.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Plan {
     runs: usize,
     /// Latency samples per run (after a warm-up of 20).
@@ -36,9 +37,23 @@ struct Plan {
     /// Transactions per throughput run.
     throughput_ops: usize,
     strict: bool,
+    /// Sections to run (`core`, `host`); empty is all.
+    only: Vec<String>,
+    /// Also measure honker 0.5's Python package in the host section.
+    peer: bool,
+    /// `--quick`: smaller figures everywhere.
+    quick: bool,
 }
 
+/// The bench's sections, for `--only`.
+const SECTIONS: [&str; 2] = ["core", "host"];
+
 impl Plan {
+    /// Whether `section` runs in this session.
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
+
     fn parse(args: &[String]) -> Result<Plan> {
         let mut plan = Plan {
             runs: 5,
@@ -48,6 +63,9 @@ impl Plan {
             idle_window: Duration::from_secs(5),
             throughput_ops: 5000,
             strict: false,
+            only: Vec::new(),
+            peer: false,
+            quick: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -63,13 +81,25 @@ impl Plan {
                     }
                 }
                 "--quick" => {
+                    plan.quick = true;
                     plan.latency_samples = 200;
                     plan.idle_window = Duration::from_secs(1);
                     plan.throughput_ops = 1000;
                 }
                 "--strict" => plan.strict = true,
+                "--peer" => plan.peer = true,
+                "--only" => {
+                    let section = it.next().context("--only needs a section name")?;
+                    if !SECTIONS.contains(&section.as_str()) {
+                        bail!(
+                            "unknown bench section {section:?}; sections: {}",
+                            SECTIONS.join(", ")
+                        );
+                    }
+                    plan.only.push(section.clone());
+                }
                 other => bail!(
-                    "unknown bench argument {other:?}; usage: cargo xtask bench [--runs N] [--quick] [--strict]"
+                    "unknown bench argument {other:?}; usage: cargo xtask bench [--runs N] [--quick] [--strict] [--only SECTION]... [--peer]"
                 ),
             }
         }
@@ -80,37 +110,30 @@ impl Plan {
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let plan = Plan::parse(args)?;
     let root = repo_root();
-    let honker = build_honker(&root)?;
-    let work = std::env::temp_dir().join(format!("honker-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-    let bench = Bench {
-        honker,
-        work: work.clone(),
-        plan,
-    };
-    let result = bench.measure();
-    let _ = std::fs::remove_dir_all(&work);
-    let samples = result?;
-
-    let rows = samples.table();
-    let table = render(&rows);
-    let report = format!(
-        "# honker bench\n\n{}\n\n{table}\n{}\n{}\n{}\n",
-        header(&plan, &samples),
-        NOTES,
-        QUEUE_NOTES,
-        STREAM_NOTES
-    );
-    println!("{table}");
+    let mut report = String::from("# honker bench\n\n");
+    let mut failed: Vec<String> = Vec::new();
+    if plan.wants("core") {
+        let (text, missed) = core_section(&root, &plan)?;
+        report.push_str(&text);
+        failed.extend(missed);
+    }
+    if plan.wants("host") {
+        let host = crate::bench_host::run(&crate::bench_host::HostPlan {
+            runs: plan.runs,
+            quick: plan.quick,
+            peer: plan.peer,
+        })?;
+        println!("{}", host.table);
+        let _ = write!(
+            report,
+            "## Through a real host\n\n{}\n{HOST_NOTES}\n",
+            host.table
+        );
+        failed.extend(host.missed);
+    }
     let out = root.join("target").join("bench-report.md");
     std::fs::create_dir_all(out.parent().expect("target dir"))?;
     std::fs::write(&out, report).with_context(|| format!("cannot write {}", out.display()))?;
-    let failed: Vec<&str> = rows
-        .iter()
-        .filter(|r| r.pass == Some(false))
-        .map(|r| r.figure.as_str())
-        .collect();
     eprintln!("bench: report written to {}", out.display());
     if !failed.is_empty() {
         eprintln!(
@@ -124,6 +147,49 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+/// The cross-process figures through the `honker` binary: the report's text and the missed
+/// targets.
+fn core_section(root: &Path, plan: &Plan) -> Result<(String, Vec<String>)> {
+    let honker = build_honker(root)?;
+    let work = std::env::temp_dir().join(format!("honker-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let bench = Bench {
+        honker,
+        work: work.clone(),
+        plan: plan.clone(),
+    };
+    let result = bench.measure();
+    let _ = std::fs::remove_dir_all(&work);
+    let samples = result?;
+
+    let rows = samples.table();
+    let table = render(&rows);
+    let text = format!(
+        "{}\n\n{table}\n{}\n{}\n{}\n",
+        header(plan, &samples),
+        NOTES,
+        QUEUE_NOTES,
+        STREAM_NOTES
+    );
+    println!("{table}");
+    let failed = rows
+        .iter()
+        .filter(|r| r.pass == Some(false))
+        .map(|r| r.figure.clone())
+        .collect();
+    Ok((text, failed))
+}
+
+const HOST_NOTES: &str = "\
+Method (`xtask/scripts/host_bench.py`):
+- ext: `libhonker_ext.so` loaded into a stdlib `sqlite3` connection of Debian's `python3`, then `SELECT honker_setup()`; every operation is a call of honker's SQL functions, results parsed from their JSON as a binding does.
+- raw: the same host, the PRAGMAs `honker_setup()` applies, honker's own tables and indexes (DDL read from a file the extension created in the same run), and plain SQL of the same shape (INSERT; the claim's UPDATE ... LIMIT n RETURNING; DELETE per job, in one transaction for a batch; SELECT pages).
+- honker 0.5 (with `--peer`): its Python package's API in its own interpreter, one call per operation.
+- Every measurement is a child process on a fresh file; the variant that goes first rotates between runs. Enqueue/notify/publish: 5,000 operations (enqueue 100/tx: 50,000). Wake: a sender paced 2-6 ms apart takes `time.monotonic_ns()` before BEGIN and commits one notification / job carrying it; the listener blocked in `honker_listen_wait` / `honker_claim_wait` (raw: `PRAGMA data_version` polled every 1 ms, then the SELECT / claim) subtracts it on return; 20 warm-up samples dropped, 300 kept.
+- sqlite3 CLI row: one script of 5,000 autocommit `SELECT honker_enqueue(...)` (after `.load` and `honker_setup()`) against 5,000 raw INSERTs after the same PRAGMAs, the whole `sqlite3` process timed.
+";
 
 const NOTES: &str = "\
 Method:

@@ -17,6 +17,11 @@ const STEPS: &[(&str, &str, StepFn)] = &[
     ("clippy-ext", "clippy (honker-ext)", clippy_ext),
     ("ext", "extension build + sqlite3 smoke test", extension),
     ("tests", "tests", tests),
+    (
+        "host-bench",
+        "host bench runs through Debian's python3 (one quick run, no targets)",
+        host_bench,
+    ),
     ("fuzz", "fuzz targets (cargo check)", fuzz_check),
     ("tidy", "tidy", tidy),
     ("powerset", "honker-wake feature powerset", wake_powerset),
@@ -68,6 +73,10 @@ fn summary(times: &[(&str, Duration)], total: Duration, failed: Option<&str>) {
         println!("  {:>8.1}s  {mark:<6}  {name}", d.as_secs_f64());
     }
     println!("  {:>8.1}s  total", total.as_secs_f64());
+}
+
+fn host_bench() -> anyhow::Result<()> {
+    crate::bench_host::smoke()
 }
 
 fn fmt() -> anyhow::Result<()> {

@@ -661,7 +661,11 @@ impl Play<'_> {
             self.wake = self.wake.max(Some(latency));
         }
         if let Some(mark) = step["mark"].as_str() {
-            let when = if step.get("await").is_some() { at } else { sent };
+            let when = if step.get("await").is_some() {
+                at
+            } else {
+                sent
+            };
             self.marks.insert(mark.to_owned(), when);
         }
         self.judge(step, &answer, &line)
