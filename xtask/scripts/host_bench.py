@@ -13,6 +13,9 @@ Variants, each in its own child process on a fresh database file:
         wal_autocheckpoint=10000, busy_timeout=5000, foreign_keys=ON), honker's own tables and
         indexes (their DDL read from a file the extension created in this run), and plain SQL of
         the same shape: the INSERT, the claim UPDATE ... RETURNING, the DELETE, the SELECT.
+  binding  honker's own Python binding (bindings/python) over the same extension, through its API,
+        in the interpreter given by --binding-py (a venv of Debian's python3, so the same stdlib
+        driver and SQLite as ext and raw; optional; `cargo xtask bench --binding`).
   peer  honker 0.5.0's Python package (the older project this one started from), through its
         API, in the interpreter given by --peer-py (optional; see its set-up in
         ../shared/bench/peer-honker-0.5/README.md, or `cargo xtask bench --peer`).
@@ -113,6 +116,12 @@ class Host:
         self.conn.close()
 
 
+def binding_open(path):
+    import honker  # the binding, only importable under --binding-py
+
+    return honker.open(path)
+
+
 def peer_open(path):
     import honker  # the peer's package, only importable under --peer-py
 
@@ -137,6 +146,23 @@ def enqueue(variant, host, path, n, per_tx):
 
         rate = timed(n, body)
         got = db.query("SELECT count(*) n FROM _honker_live")[0]["n"]
+        db.close()
+    elif variant == "binding":
+        db = binding_open(path)
+        q = db.queue(QUEUE)
+
+        def body():
+            if per_tx == 1:
+                for _ in range(n):
+                    q.enqueue(PAYLOAD)
+                return
+            for _ in range(n // per_tx):
+                with db.transaction() as tx:
+                    for _ in range(per_tx):
+                        q.enqueue(PAYLOAD, conn=tx)
+
+        rate = timed(n, body)
+        got = db.execute("SELECT count(*) FROM honker_jobs").fetchone()[0]
         db.close()
     else:
         ex = host.ex
@@ -206,6 +232,27 @@ def claim_ack(variant, host, path, depth, batch):
         rate = timed(depth, body)
         left = db.query("SELECT count(*) n FROM _honker_live")[0]["n"]
         db.close()
+    elif variant == "binding":
+        db = binding_open(path)
+        q = db.queue(QUEUE)
+        for start in range(0, depth, 1000):
+            q.enqueue_many([PAYLOAD] * min(1000, depth - start))
+
+        def body():
+            done = 0
+            while done < depth:
+                jobs = q.claim(batch, worker="w1")
+                if not jobs:
+                    raise SystemExit("binding: claim returned nothing")
+                if batch == 1:
+                    jobs[0].ack()
+                elif q.ack_many(jobs) != len(jobs):
+                    raise SystemExit("binding: ack_many refused")
+                done += len(jobs)
+
+        rate = timed(depth, body)
+        left = db.execute("SELECT count(*) FROM honker_jobs").fetchone()[0]
+        db.close()
     else:
         prefill_jobs(variant, host, depth)
         ex = host.ex
@@ -234,6 +281,8 @@ def claim_ack(variant, host, path, depth, batch):
                 rows = ex(RAW_CLAIM, (QUEUE, batch, now_ms() + 30_000, "w1", None)).fetchall()
                 if not rows:
                     raise SystemExit("raw: claim returned nothing")
+                for row in rows:
+                    loads(row[1])  # a worker decodes each payload, as ext's callers get them
                 if batch == 1:
                     acked = ex(RAW_ACK, (rows[0][0], rows[0][4])).rowcount
                 else:
@@ -263,6 +312,11 @@ def notify(variant, host, path, n):
         rate = timed(n, body)
         got = db.query("SELECT count(*) n FROM _honker_notifications")[0]["n"]
         db.close()
+    elif variant == "binding":
+        db = binding_open(path)
+        rate = timed(n, lambda: [db.notify(QUEUE, PAYLOAD) for _ in range(n)])
+        got = db.execute("SELECT count(*) FROM honker_notifications").fetchone()[0]
+        db.close()
     else:
         ex = host.ex
         if variant == "ext":
@@ -290,6 +344,12 @@ def publish(variant, host, path, n):
         stream = db.stream(QUEUE)
         rate = timed(n, lambda: [stream.publish(PAYLOAD) for _ in range(n)])
         got = db.query("SELECT count(*) n FROM _honker_stream")[0]["n"]
+        db.close()
+    elif variant == "binding":
+        db = binding_open(path)
+        stream = db.stream(QUEUE)
+        rate = timed(n, lambda: [stream.publish(PAYLOAD) for _ in range(n)])
+        got = db.execute("SELECT count(*) FROM honker_streams").fetchone()[0]
         db.close()
     else:
         ex = host.ex
@@ -331,6 +391,23 @@ def replay(variant, host, path, n, page=1000):
 
         rate = timed(n, body)
         db.close()
+    elif variant == "binding":
+        db = binding_open(path)
+        stream = db.stream(QUEUE)
+        for _ in range(n // 1000):
+            with db.transaction() as tx:
+                for _ in range(1000):
+                    stream.publish(PAYLOAD, conn=tx)
+
+        def body():
+            nonlocal seen
+            offset = 0
+            while events := stream.read(after=offset, limit=page):
+                seen += len(events)
+                offset = events[-1].offset
+
+        rate = timed(n, body)
+        db.close()
     else:
         ex = host.ex
         for _ in range(n // 1000):
@@ -356,6 +433,10 @@ def replay(variant, host, path, n, page=1000):
                     rows = ex(RAW_READ, (QUEUE, offset, page)).fetchall()
                     if not rows:
                         return
+                    # Every consumer decodes the payloads: ext and the others hand them over
+                    # decoded, so the raw side decodes them too.
+                    for row in rows:
+                        loads(row[3])
                     offset = rows[-1][0]
                 seen += len(rows)
 
@@ -391,6 +472,26 @@ def listener(variant, kind, path, n, ext, raw_ddl):
                     job.ack()
 
         asyncio.run(go())
+        print(json.dumps(lat), flush=True)
+        return
+    if variant == "binding":
+        db = binding_open(path)
+        if kind == "notify":
+            notes = iter(db.listen(QUEUE))
+            print("ready", flush=True)
+            while len(lat) < n:
+                note = next(notes)
+                lat.append((mono() - note.payload["t"]) / 1e3)
+        else:
+            q = db.queue(QUEUE)
+            print("ready", flush=True)
+            while len(lat) < n:
+                jobs = q.claim_wait(1, timeout=30, worker="w1")
+                t = mono()
+                for job in jobs:
+                    lat.append((t - job.payload["t"]) / 1e3)
+                    job.ack()
+        db.close()
         print(json.dumps(lat), flush=True)
         return
     host = Host(path, variant, ext, raw_ddl)
@@ -447,6 +548,18 @@ def sender(variant, kind, path, n, ext, raw_ddl):
             if kind == "notify":
                 with db.transaction() as tx:
                     tx.notify(QUEUE, {"t": t})
+            else:
+                q.enqueue({"t": t})
+        db.close()
+        return
+    if variant == "binding":
+        db = binding_open(path)
+        q = db.queue(QUEUE)
+        for _ in range(n):
+            time.sleep(random.uniform(0.002, 0.006))
+            t = mono()
+            if kind == "notify":
+                db.notify(QUEUE, {"t": t})
             else:
                 q.enqueue({"t": t})
         db.close()
@@ -539,7 +652,8 @@ FIGURES = [
 
 def child(variant, key, path, ctx):
     fig = next(f for f in FIGURES if f[0] == key)
-    host = None if variant == "peer" else Host(path, variant, ctx["ext"], ctx["raw_ddl"])
+    own = variant in ("ext", "raw")
+    host = Host(path, variant, ctx["ext"], ctx["raw_ddl"]) if own else None
     try:
         return fig[3](variant, host, path, ctx)
     finally:
@@ -597,6 +711,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="smaller figures, for a smoke test")
     ap.add_argument("--peer-py", default="", help="a python with honker 0.5.0 installed")
+    ap.add_argument("--binding-py", default="", help="a python with bindings/python installed")
     ap.add_argument("--sqlite3", default="sqlite3", help="the sqlite3 CLI for the CLI figure")
     ap.add_argument("--only", default="", help="only figures whose key contains this")
     ap.add_argument("--json", default="", help="also write the result here")
@@ -610,15 +725,23 @@ def main():
         "samples": 60 if args.quick else 300,
         "cli_n": 1000 if args.quick else 5000,
         "sqlite3": args.sqlite3,
-        "py": {"ext": sys.executable, "raw": sys.executable, "peer": args.peer_py},
+        "py": {
+            "ext": sys.executable,
+            "raw": sys.executable,
+            "binding": args.binding_py,
+            "peer": args.peer_py,
+        },
     }
     ctx["raw_ddl"] = raw_schema(ctx["ext"], directory)
-    variants = ["ext", "raw"] + (["peer"] if args.peer_py else [])
+    # The binding loads this very library, not the copy its wheel carries.
+    os.environ["HONKER_EXT"] = ctx["ext"]
+    variants = ["ext", "raw"] + (["binding"] if args.binding_py else [])
+    variants += ["peer"] if args.peer_py else []
     results = []
     for key, label, unit, _ in FIGURES:
         if args.only and args.only not in key:
             continue
-        kinds = [v for v in variants if not (key == "cli_enqueue_1" and v == "peer")]
+        kinds = [v for v in variants if key != "cli_enqueue_1" or v in ("ext", "raw")]
         runs = {v: [] for v in kinds}
         for run in range(args.runs):
             turn = run % len(kinds)
@@ -639,6 +762,7 @@ def main():
         "host": f"Python {sys.version.split()[0]}, sqlite3 module, SQLite {sqlite3.sqlite_version}",
         "runs": args.runs,
         "peer": bool(args.peer_py),
+        "binding": bool(args.binding_py),
         "figures": results,
     }
     if args.json:

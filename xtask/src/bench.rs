@@ -41,6 +41,8 @@ struct Plan {
     only: Vec<String>,
     /// Also measure honker 0.5's Python package in the host section.
     peer: bool,
+    /// Also measure the Python binding in the host section.
+    binding: bool,
     /// `--quick`: smaller figures everywhere.
     quick: bool,
 }
@@ -66,6 +68,7 @@ impl Plan {
             only: Vec::new(),
             peer: false,
             quick: false,
+            binding: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -88,6 +91,7 @@ impl Plan {
                 }
                 "--strict" => plan.strict = true,
                 "--peer" => plan.peer = true,
+                "--binding" => plan.binding = true,
                 "--only" => {
                     let section = it.next().context("--only needs a section name")?;
                     if !SECTIONS.contains(&section.as_str()) {
@@ -99,7 +103,7 @@ impl Plan {
                     plan.only.push(section.clone());
                 }
                 other => bail!(
-                    "unknown bench argument {other:?}; usage: cargo xtask bench [--runs N] [--quick] [--strict] [--only SECTION]... [--peer]"
+                    "unknown bench argument {other:?}; usage: cargo xtask bench [--runs N] [--quick] [--strict] [--only SECTION]... [--peer] [--binding]"
                 ),
             }
         }
@@ -122,6 +126,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             runs: plan.runs,
             quick: plan.quick,
             peer: plan.peer,
+            binding: plan.binding,
         })?;
         println!("{}", host.table);
         let _ = write!(
@@ -185,7 +190,8 @@ fn core_section(root: &Path, plan: &Plan) -> Result<(String, Vec<String>)> {
 const HOST_NOTES: &str = "\
 Method (`xtask/scripts/host_bench.py`):
 - ext: `libhonker_ext.so` loaded into a stdlib `sqlite3` connection of Debian's `python3`, then `SELECT honker_setup()`; every operation is a call of honker's SQL functions, results parsed from their JSON as a binding does.
-- raw: the same host, the PRAGMAs `honker_setup()` applies, honker's own tables and indexes (DDL read from a file the extension created in the same run), and plain SQL of the same shape (INSERT; the claim's UPDATE ... LIMIT n RETURNING; DELETE per job, in one transaction for a batch; SELECT pages).
+- raw: the same host, the PRAGMAs `honker_setup()` applies, honker's own tables and indexes (DDL read from a file the extension created in the same run), and plain SQL of the same shape (INSERT; the claim's UPDATE ... LIMIT n RETURNING; DELETE per job, in one transaction for a batch; SELECT pages). Claims and replay decode each payload with `json.loads` on the raw side too, since every consumer needs them decoded and the other variants hand them over decoded.
+- binding (with `--binding`): honker's Python binding (`bindings/python`, installed in a venv of the same `python3`) through its API: `enqueue`, `transaction()`, `claim` + `ack` / `ack_many`, `notify`, `publish`, `read`, `listen`, `claim_wait`.
 - honker 0.5 (with `--peer`): its Python package's API in its own interpreter, one call per operation.
 - Every measurement is a child process on a fresh file; the variant that goes first rotates between runs. Enqueue/notify/publish: 5,000 operations (enqueue 100/tx: 50,000). Wake: a sender paced 2-6 ms apart takes `time.monotonic_ns()` before BEGIN and commits one notification / job carrying it; the listener blocked in `honker_listen_wait` / `honker_claim_wait` (raw: `PRAGMA data_version` polled every 1 ms, then the SELECT / claim) subtracts it on return; 20 warm-up samples dropped, 300 kept.
 - sqlite3 CLI row: one script of 5,000 autocommit `SELECT honker_enqueue(...)` (after `.load` and `honker_setup()`) against 5,000 raw INSERTs after the same PRAGMAs, the whole `sqlite3` process timed.

@@ -26,6 +26,8 @@ pub(crate) struct HostPlan {
     pub(crate) quick: bool,
     /// Also measure honker 0.5's Python package (set up under `target/` on first use).
     pub(crate) peer: bool,
+    /// Also measure the Python binding (installed in a venv under `target/` each session).
+    pub(crate) binding: bool,
 }
 
 /// A rate figure's floor against raw, or a latency figure's ceiling in microseconds.
@@ -72,6 +74,7 @@ pub(crate) fn smoke() -> Result<()> {
         runs: 1,
         quick: true,
         peer: false,
+        binding: false,
     })?;
     let figures = doc["figures"].as_array().context("no figures")?;
     if figures.len() < 10 {
@@ -114,6 +117,9 @@ fn measure(plan: &HostPlan) -> Result<Value> {
     if let Some(p) = &peer {
         c.arg("--peer-py").arg(p);
     }
+    if plan.binding {
+        c.arg("--binding-py").arg(binding_python(&root, &so)?);
+    }
     eprintln!("bench: host section through {HOST_PY} (progress below)");
     let out = cmd::stdout(&mut c)?;
     let doc: Value = out
@@ -140,6 +146,34 @@ fn check_host() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A venv of the host Python with `bindings/python` installed from this checkout (re-installed
+/// every session, so the figures are of the binding as it is now), carrying the extension just
+/// built.
+fn binding_python(root: &Path, so: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/bench-binding");
+    let py = venv.join("bin/python");
+    if !py.exists() {
+        cmd::run(Command::new(HOST_PY).arg("-m").arg("venv").arg(&venv))?;
+    }
+    eprintln!("bench: installing bindings/python into {}", venv.display());
+    let pkg = root.join("bindings/python");
+    cmd::run(
+        Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--force-reinstall",
+            ])
+            .arg(&pkg)
+            .env("HONKER_EXT_PATH", so),
+    )?;
+    // setuptools leaves its build tree in the source folder.
+    let _ = std::fs::remove_dir_all(pkg.join("build"));
+    let _ = std::fs::remove_dir_all(pkg.join("src/honker.egg-info"));
+    Ok(py)
 }
 
 /// A Python with honker 0.5.0 importable: `PEER_PY` when set, else a venv under `target/`,
@@ -216,6 +250,24 @@ fn num(v: &Value) -> Option<f64> {
     v.as_f64()
 }
 
+/// One variant's median of a figure: the rate, or the latency quantile `q`.
+fn pick(median: &Value, variant: &str, q: Option<&str>) -> Option<f64> {
+    match q {
+        None => num(&median[variant]),
+        Some(q) => num(&median[variant][q]),
+    }
+}
+
+/// One table row to be: its label, which quantile (latencies), the ext/raw target and whether
+/// it was met, and the floor against honker 0.5.
+struct RowSpec {
+    label: String,
+    quantile: Option<&'static str>,
+    target: String,
+    pass: bool,
+    peer_floor: f64,
+}
+
 fn rate_cell(x: f64) -> String {
     if x >= 10_000.0 {
         format!("{:.1}k/s", x / 1000.0)
@@ -230,6 +282,7 @@ fn us_cell(x: f64) -> String {
 
 fn render(doc: &Value) -> HostReport {
     let peer = doc["peer"].as_bool().unwrap_or(false);
+    let binding = doc["binding"].as_bool().unwrap_or(false);
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -237,86 +290,121 @@ fn render(doc: &Value) -> HostReport {
         doc["host"].as_str().unwrap_or("?"),
         doc["runs"]
     );
-    if peer {
-        t.push_str("| figure | ext (after honker_setup) | raw SQL, same host | ext/raw | target | honker 0.5 | ext/0.5 | target | pass |\n");
-        t.push_str("|---|---:|---:|---:|---:|---:|---:|---:|:-:|\n");
-    } else {
-        t.push_str("| figure | ext (after honker_setup) | raw SQL, same host | ext/raw | target | pass |\n");
-        t.push_str("|---|---:|---:|---:|---:|:-:|\n");
+    let mut head = String::from(
+        "| figure | ext (after honker_setup) | raw SQL, same host | ext/raw | target |",
+    );
+    let mut rule = String::from("|---|---:|---:|---:|---:|");
+    if binding {
+        head.push_str(" Python binding | binding/raw |");
+        rule.push_str("---:|---:|");
     }
+    if peer {
+        head.push_str(" honker 0.5 | ext/0.5 |");
+        rule.push_str("---:|---:|");
+        if binding {
+            head.push_str(" binding/0.5 |");
+            rule.push_str("---:|");
+        }
+    }
+    let _ = writeln!(t, "{head} pass |\n{rule}:-:|");
     let mut missed = Vec::new();
     let figures = doc["figures"].as_array().cloned().unwrap_or_default();
     for f in &figures {
         let key = f["key"].as_str().unwrap_or("");
         let label = f["label"].as_str().unwrap_or(key);
         let m = &f["median"];
-        match target(key) {
+        let rows: Vec<RowSpec> = match target(key) {
             Target::Rate {
                 raw_floor,
                 peer_floor,
             } => {
-                let (Some(e), Some(r)) = (num(&m["ext"]), num(&m["raw"])) else {
-                    continue;
+                let ok = match (pick(m, "ext", None), pick(m, "raw", None)) {
+                    (Some(e), Some(r)) => e / r >= raw_floor,
+                    _ => false,
                 };
-                let vs_raw = e / r;
-                let mut pass = vs_raw >= raw_floor;
-                let mut row = format!(
-                    "| {label} | {} | {} | {vs_raw:.2}x | >= {raw_floor}x |",
-                    rate_cell(e),
-                    rate_cell(r)
-                );
-                if peer {
-                    match num(&m["peer"]) {
-                        Some(p) => {
-                            let vs_peer = e / p;
-                            pass &= vs_peer >= peer_floor;
-                            let _ = write!(
-                                row,
-                                " {} | {vs_peer:.2}x | >= {peer_floor}x |",
-                                rate_cell(p)
-                            );
-                        }
-                        None => row.push_str(" — | — | — |"),
-                    }
-                }
-                let _ = writeln!(row, " {} |", if pass { "yes" } else { "**no**" });
-                if !pass {
-                    missed.push(format!("host: {label}"));
-                }
-                t.push_str(&row);
+                vec![RowSpec {
+                    label: label.to_owned(),
+                    quantile: None,
+                    target: format!(">= {raw_floor}x"),
+                    pass: ok,
+                    peer_floor,
+                }]
             }
-            Target::Latency { p50_us, p99_us } => {
-                for (q, ceiling) in [("p50", p50_us), ("p99", p99_us)] {
-                    let (Some(e), Some(r)) = (num(&m["ext"][q]), num(&m["raw"][q])) else {
-                        continue;
-                    };
-                    let mut pass = e <= ceiling;
-                    let mut row = format!(
-                        "| {label} {q} (commit incl.) | {} | {} (1 ms data_version poll) | {:.2}x | <= {} |",
-                        us_cell(e),
-                        us_cell(r),
-                        e / r,
-                        us_cell(ceiling)
-                    );
-                    if peer {
-                        match num(&m["peer"][q]) {
-                            Some(p) => {
-                                // Lower is better: the peer's latency over ours.
-                                pass &= e <= p;
-                                let _ =
-                                    write!(row, " {} | {:.2}x faster | >= 1x |", us_cell(p), p / e);
+            Target::Latency { p50_us, p99_us } => [("p50", p50_us), ("p99", p99_us)]
+                .into_iter()
+                .map(|(q, ceiling)| RowSpec {
+                    label: format!("{label} {q} (commit incl.)"),
+                    quantile: Some(q),
+                    target: format!("<= {}", us_cell(ceiling)),
+                    pass: pick(m, "ext", Some(q)).is_some_and(|e| e <= ceiling),
+                    peer_floor: 1.0,
+                })
+                .collect(),
+        };
+        let latency = matches!(target(key), Target::Latency { .. });
+        let cell = |x: f64| if latency { us_cell(x) } else { rate_cell(x) };
+        // "How many times better": rates divide, latencies invert.
+        let better = |a: f64, b: f64| if latency { b / a } else { a / b };
+        for spec in rows {
+            let RowSpec {
+                label: row_label,
+                quantile,
+                target: target_text,
+                mut pass,
+                peer_floor,
+            } = spec;
+            let pick = |v: &str| pick(m, v, quantile);
+            let (Some(e), Some(r)) = (pick("ext"), pick("raw")) else {
+                continue;
+            };
+            let mut row = format!(
+                "| {row_label} | {} | {} | {:.2}x | {target_text} |",
+                cell(e),
+                cell(r),
+                e / r
+            );
+            let b = pick("binding");
+            if binding {
+                match b {
+                    Some(b) => {
+                        let _ = write!(row, " {} | {:.2}x |", cell(b), b / r);
+                    }
+                    None => row.push_str(" — | — |"),
+                }
+            }
+            if peer {
+                match pick("peer") {
+                    Some(p) => {
+                        pass &= better(e, p) >= peer_floor;
+                        let _ = write!(row, " {} | {:.2}x |", cell(p), better(e, p));
+                        if binding {
+                            match b {
+                                Some(b) => {
+                                    pass &= better(b, p) >= 1.0;
+                                    let _ = write!(row, " {:.2}x |", better(b, p));
+                                }
+                                None => row.push_str(" — |"),
                             }
-                            None => row.push_str(" — | — | — |"),
                         }
                     }
-                    let _ = writeln!(row, " {} |", if pass { "yes" } else { "**no**" });
-                    if !pass {
-                        missed.push(format!("host: {label} {q}"));
-                    }
-                    t.push_str(&row);
+                    None => row.push_str(if binding {
+                        " — | — | — |"
+                    } else {
+                        " — | — |"
+                    }),
                 }
             }
+            let _ = writeln!(row, " {} |", if pass { "yes" } else { "**no**" });
+            if !pass {
+                missed.push(format!("host: {row_label}"));
+            }
+            t.push_str(&row);
         }
     }
+    t.push_str(
+        "\next/0.5 and binding/0.5: how many times better than honker 0.5 (rates: ours over theirs; \
+         latencies: theirs over ours). The ext/0.5 floor is 2x on enqueue 100/tx, 1x elsewhere; \
+         the binding must be ahead of 0.5 on every row.\n",
+    );
     HostReport { table: t, missed }
 }

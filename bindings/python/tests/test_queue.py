@@ -20,6 +20,37 @@ def test_enqueue_claim_ack_and_job_lookup(db: honker.Database) -> None:
         job.ack()
 
 
+def test_ack_many_acks_a_batch_in_one_call_and_skips_lost_leases(db: honker.Database) -> None:
+    q = db.queue("batch")
+    ids = q.enqueue_many([{"n": i} for i in range(5)])
+    jobs = q.claim(5, lease=60)
+    assert sorted(j.id for j in jobs) == ids
+    assert q.ack_many([]) == 0
+    # A stale token (as after a lost lease) is not acked and does not fail the others.
+    stale = jobs[0]
+    stale_copy = honker.queue.Job(db, stale.id, stale.queue, stale.payload, stale.attempts,
+                                  stale.max_attempts, stale.lease_token + 1, stale.lease_expires_ms,
+                                  stale.priority)
+    assert q.ack_many([stale_copy, *jobs[1:]]) == 4
+    assert q.job(stale.id)["state"] == "running"
+    with db.transaction() as tx:
+        assert q.ack_many([stale], conn=tx) == 1
+        tx.connection.execute("SELECT 1")
+    assert q.stats().running == 0 and q.stats().pending == 0
+
+
+def test_ack_many_rolls_back_with_the_callers_transaction(db: honker.Database) -> None:
+    q = db.queue("batch-rb")
+    q.enqueue_many(["a", "b"])
+    jobs = q.claim(2)
+    with pytest.raises(RuntimeError):
+        with db.transaction() as tx:
+            assert q.ack_many(jobs, conn=tx) == 2
+            raise RuntimeError("business write failed")
+    assert q.stats().running == 2
+    assert q.ack_many(jobs) == 2
+
+
 def test_enqueue_options(db: honker.Database) -> None:
     q = db.queue("opts")
     later = q.enqueue("later", delay=3600)

@@ -260,6 +260,19 @@ class Queue:
         rows = loads(db._write(c, "SELECT honker_claim(?, ?, ?, ?)", (self.name, worker, n, lease_ms), False))
         return [Job._from_row(db, r) for r in rows]
 
+    def ack_many(self, jobs: Iterable[Job], *, conn: ConnLike = None) -> int:
+        """Ack many claimed jobs in one statement (one transaction); returns how many were acked.
+
+        A job whose lease was lost (expired and claimed again) is skipped, not an error: the
+        count says how many of ``jobs`` this call finished.
+        """
+        db = self.db
+        c = db._conn(conn)
+        pairs = [[j.id, j.lease_token] for j in jobs]
+        if not pairs:
+            return 0
+        return int(db._write(c, "SELECT honker_ack_batch(?)", (dumps(pairs),)))
+
     def claim_wait(self, n: int = 1, *, timeout: Optional[float] = None, worker: str = "python",
                    lease: Optional[Seconds] = None, conn: ConnLike = None) -> List[Job]:
         """Claim up to ``n`` jobs, waiting up to ``timeout`` seconds (None: forever) for one to be due."""
