@@ -150,19 +150,16 @@ fn listen_wait(call: &Call<'_>) -> Out {
 
 /// `[{"id":..,"channel":..,"payload":<embedded JSON>,"created_ms":..}, ...]`.
 fn json_array(rows: &[Notification]) -> String {
-    let mut out = String::from("[");
+    let mut out = String::with_capacity(rows.len() * 128 + 2);
+    out.push('[');
     for (i, n) in rows.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let channel = serde_json::Value::String(n.channel.clone());
+        let channel = serde_json::Value::from(n.channel.as_str());
         // Payloads are checked on the way in; a row written around honker that is not JSON is
         // embedded as a JSON string so the array stays valid.
-        let payload = if honker_core::payload::check_json(&n.payload, usize::MAX).is_ok() {
-            n.payload.trim().to_owned()
-        } else {
-            serde_json::Value::String(n.payload.clone()).to_string()
-        };
+        let payload = honker_core::payload::embeddable(&n.payload);
         let _ = write!(
             out,
             r#"{{"id":{},"channel":{},"payload":{},"created_ms":{}}}"#,

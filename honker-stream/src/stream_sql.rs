@@ -213,26 +213,27 @@ fn configure_from_options(conn: &Connection, topic: &str, options: Option<&str>)
     .to_string())
 }
 
-fn embedded(payload: &str) -> String {
-    // Payloads are checked on the way in; a row written around honker that is not JSON is
-    // embedded as a JSON string so the array stays valid.
-    if honker_core::payload::check_json(payload, usize::MAX).is_ok() {
-        payload.trim().to_owned()
-    } else {
-        serde_json::Value::String(payload.to_owned()).to_string()
-    }
-}
-
 /// `[{"offset":..,"topic":..,"key":..,"payload":<embedded JSON>,"created_ms":..}, ...]`.
 pub(crate) fn events_json(events: &[Event]) -> String {
-    let mut out = String::from("[");
+    let mut out = String::with_capacity(events.len() * 160 + 2);
+    out.push('[');
+    // A page is of one topic: escape its name once.
+    let mut topic_json: Option<(&str, String)> = None;
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let topic = serde_json::Value::String(e.topic.clone());
+        if topic_json.as_ref().is_none_or(|(t, _)| *t != e.topic) {
+            topic_json = Some((
+                &e.topic,
+                serde_json::Value::from(e.topic.as_str()).to_string(),
+            ));
+        }
+        let topic = topic_json
+            .as_ref()
+            .map_or("\"\"", |(_, json)| json.as_str());
         let key = match &e.key {
-            Some(k) => serde_json::Value::String(k.clone()),
+            Some(k) => serde_json::Value::from(k.as_str()),
             None => serde_json::Value::Null,
         };
         let _ = write!(
@@ -241,7 +242,7 @@ pub(crate) fn events_json(events: &[Event]) -> String {
             e.offset,
             topic,
             key,
-            embedded(&e.payload),
+            honker_core::payload::embeddable(&e.payload),
             e.created.get()
         );
     }
