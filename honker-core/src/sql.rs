@@ -119,11 +119,21 @@ pub fn arg_opt_text(
 pub fn arg_i64(ctx: &Context<'_>, i: usize, name: &'static str) -> rusqlite::Result<i64> {
     match ctx.get_raw(i) {
         ValueRef::Integer(v) => Ok(v),
+        // Hosts whose numbers are doubles (JavaScript drivers bind every number as REAL) pass
+        // `30000.0` for 30000: accept a REAL that is exactly an integer a double holds exactly.
+        ValueRef::Real(f) if integral_real(f) => Ok(f as i64),
+        ValueRef::Real(f) => Err(bad_arg(name, format!("must be an integer, got REAL {f}"))),
         other => Err(bad_arg(
             name,
             format!("must be INTEGER, got {}", type_name(other)),
         )),
     }
+}
+
+/// A REAL with no fraction within +-2^53, where every integer is exact as a double.
+fn integral_real(f: f64) -> bool {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    f.is_finite() && f.fract() == 0.0 && f.abs() <= EXACT
 }
 
 /// Argument `i` as a non-negative INTEGER.

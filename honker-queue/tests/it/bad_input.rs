@@ -166,6 +166,11 @@ fn sql_functions_refuse_bad_input_and_write_nothing() {
         ("SELECT honker_claim('q', 'w', 'x')", "arg.invalid"),
         ("SELECT honker_claim('q', 'w', 1, 0)", "arg.invalid"),
         ("SELECT honker_claim('q', 'w', 1.5)", "arg.invalid"),
+        ("SELECT honker_claim('q', 'w', 1e300)", "arg.invalid"),
+        (
+            "SELECT honker_claim('q', 'w', 9007199254740994.0)",
+            "arg.invalid",
+        ),
         (
             "SELECT honker_queue_configure('q', '{\"lease\":1}')",
             "queue.unknown_option",
@@ -224,6 +229,38 @@ fn sql_functions_refuse_bad_input_and_write_nothing() {
     ] {
         refused(&conn, &sql, code);
     }
+}
+
+/// Hosts whose numbers are doubles (JavaScript) bind integers as REAL: an exactly integral REAL
+/// is taken as that integer, for counts, leases and timeouts alike.
+#[test]
+fn integral_reals_are_taken_as_integers() {
+    let db = TempDb::new();
+    let conn = sql_conn(&db);
+    conn.query_row("SELECT honker_enqueue_batch('q', '[1, 2, 3]')", [], |r| {
+        r.get::<_, String>(0)
+    })
+    .unwrap();
+    let claimed: String = conn
+        .query_row("SELECT honker_claim('q', 'w', 2.0, 60000.0)", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let jobs: serde_json::Value = serde_json::from_str(&claimed).unwrap();
+    assert_eq!(jobs.as_array().unwrap().len(), 2);
+    let (id, token) = (
+        jobs[0]["id"].as_i64().unwrap(),
+        jobs[0]["lease_token"].as_i64().unwrap(),
+    );
+    // A token is below 2^53, so it too survives a trip through a double.
+    let acked: i64 = conn
+        .query_row(
+            "SELECT honker_ack(?1, ?2)",
+            rusqlite::params![id as f64, token as f64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(acked, 1);
 }
 
 #[test]
