@@ -386,10 +386,21 @@ defmodule Honker do
 
   @doc """
   Wait up to `timeout_ms` for events of `topic` after `offset` on a waiter of your own (see
-  `waiter/1`); the calling process blocks, the VM does not.
+  `waiter/1`); the calling process blocks, the VM does not. Inside an open transaction on the
+  handle it refuses with `wait.in_transaction`.
   """
   def read_wait(h, waiter, topic, after_offset, limit, timeout_ms) do
     with {:ok, text} <- wait_call(h, waiter, "honker_read_wait", [topic, after_offset, limit], timeout_ms),
+         do: {:ok, Honker.JSON.decode(text)}
+  end
+
+  @doc """
+  Wait up to `timeout_ms` for notifications of `channel` after id `after_id` (at most `limit`)
+  on a waiter of your own (see `waiter/1`): the array of notifications, `[]` at the timeout, or
+  `wait.in_transaction` inside an open transaction on the handle. `listen/3` is the push form.
+  """
+  def listen_wait(h, waiter, channel, after_id, limit, timeout_ms) do
+    with {:ok, text} <- wait_call(h, waiter, "honker_listen_wait", [channel, after_id, limit], timeout_ms),
          do: {:ok, Honker.JSON.decode(text)}
   end
 
@@ -451,9 +462,21 @@ defmodule Honker do
   end
 
   @doc false
+  # First the same call with timeout 0 on the caller's own connection: it refuses a wait inside
+  # the caller's open transaction (wait.in_transaction: its snapshot would hide the commit waited
+  # for, and BEGIN IMMEDIATE's write lock would hold that commit off) and answers at once when
+  # something is already there. Only then the waiter blocks, outside any transaction.
   def wait_call(h, waiter, fun, args, timeout_ms) do
-    deadline = System.monotonic_time(:millisecond) + timeout_ms
-    do_wait(h, waiter, fun, args, deadline)
+    sql = ["SELECT ", fun, "(", Enum.map_intersperse(args ++ [0], ", ", fn _ -> "?" end), ")"]
+
+    case value(h, sql, args ++ [0]) do
+      {:ok, "[]"} when timeout_ms > 0 ->
+        deadline = System.monotonic_time(:millisecond) + timeout_ms
+        do_wait(h, waiter, fun, args, deadline)
+
+      other ->
+        other
+    end
   end
 
   defp do_wait(h, waiter, fun, args, deadline) do

@@ -177,6 +177,30 @@ defmodule HonkerTest do
     Honker.Waiter.close(w)
   end
 
+  test "listen_wait refuses inside a transaction, wakes on a commit and times out empty", %{h: h, path: path} do
+    {:ok, w} = Honker.waiter(h)
+
+    assert {:error, %Error{code: "wait.in_transaction"}} =
+             Honker.transaction(h, fn -> Honker.listen_wait(h, w, "lw", 0, 10, 1_000) end) |> elem(1)
+
+    assert {:ok, []} = Honker.listen_wait(h, w, "lw", 0, 10, 50)
+    parent = self()
+
+    spawn_link(fn ->
+      Process.sleep(200)
+      {:ok, other} = Honker.open(path)
+      send(parent, {:notified, Honker.notify(other, "lw", %{n: 1})})
+      Honker.close(other)
+    end)
+
+    # The waiter reports to its owner: the test process blocks, the notifier runs meanwhile.
+    assert {:ok, [%{"id" => id, "payload" => %{"n" => 1}}]} = Honker.listen_wait(h, w, "lw", 0, 10, 20_000)
+    assert_receive {:notified, {:ok, ^id}}, 20_000
+    # Already there: answered on the caller's connection without the waiter.
+    assert {:ok, [%{"id" => ^id}]} = Honker.listen_wait(h, w, "lw", 0, 10, 20_000)
+    Honker.Waiter.close(w)
+  end
+
   test "locks with fencing tokens, and rate limits", %{h: h} do
     {:ok, a} = Honker.try_lock(h, "job", "a", 60_000)
     assert is_integer(a)
