@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static int read_full(unsigned char *buf, size_t n) {
@@ -32,15 +33,25 @@ static int read_full(unsigned char *buf, size_t n) {
     return 0;
 }
 
+/* One frame in one writev: a header written apart from its body lets the emulator wake, read 5
+ * bytes, go back to polling and wake again for the rest (a second poll round on the wake path). */
 static void write_frame(char tag, const char *body, size_t len) {
     uint32_t total = (uint32_t)(len + 1);
     unsigned char hdr[5] = {total >> 24, total >> 16, total >> 8, total, (unsigned char)tag};
-    if (write(1, hdr, 5) != 5) exit(1);
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(1, body + off, len - off);
+    struct iovec iov[2] = {{hdr, 5}, {(void *)body, len}};
+    int i = 0, count = len ? 2 : 1;
+    while (i < count) {
+        ssize_t w = writev(1, iov + i, count - i);
         if (w <= 0) exit(1);
-        off += (size_t)w;
+        /* Advance past what was written (a pipe may take less than all of a large answer). */
+        while (i < count && (size_t)w >= iov[i].iov_len) {
+            w -= (ssize_t)iov[i].iov_len;
+            i++;
+        }
+        if (i < count) {
+            iov[i].iov_base = (char *)iov[i].iov_base + w;
+            iov[i].iov_len -= (size_t)w;
+        }
     }
 }
 
