@@ -38,9 +38,7 @@ pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
             let mut st = sh.lock();
             st.writer_asleep = false;
             let unfinished = st.unfinished();
-            let age_due = st
-                .oldest_done
-                .map(|t| t + sh.settings.complete_every);
+            let age_due = st.oldest_done.map(|t| t + sh.settings.complete_every);
             let flush = !st.done.is_empty()
                 && (st.stopping
                     || st.done.len() >= sh.settings.complete_batch
@@ -68,10 +66,12 @@ pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
             }
             continue;
         }
-        let want_claim = claiming
-            && free > 0
-            && claim_after.is_none_or(|e| e != seen);
-        let n = if want_claim { free.min(sh.settings.batch) } else { 0 };
+        let want_claim = claiming && free > 0 && claim_after.is_none_or(|e| e != seen);
+        let n = if want_claim {
+            free.min(sh.settings.batch)
+        } else {
+            0
+        };
         if !done.is_empty() {
             match commit_outcomes(sh, conn, done, n) {
                 Ok(Some(jobs)) => {
@@ -126,7 +126,11 @@ pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
             let st = sh.lock();
             if st.done.is_empty() && !st.stopping {
                 let d = flush_deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                let d = if unfinished == 0 && st.held.is_empty() { None } else { d };
+                let d = if unfinished == 0 && st.held.is_empty() {
+                    None
+                } else {
+                    d
+                };
                 drop(sh.wait_for_writer(st, d.or(Some(MAX_ERROR_PAUSE))));
             } else {
                 drop(st);
