@@ -419,7 +419,9 @@ impl Worker {
                 heartbeat_every,
                 shutdown_grace: opts.shutdown_grace,
                 complete_every: opts.complete_every,
-                complete_batch: batch,
+                // Half a batch: the next claim (of the slots they free) shares their
+                // transaction while the handlers work through the other half.
+                complete_batch: (batch / 2).max(1),
             },
             worker_id,
         ));

@@ -237,11 +237,19 @@ impl Shared {
             token: job.lease_token,
             outcome,
         });
-        // A writer asleep in the wake source (nothing to claim) hears of a first outcome by a
-        // kick; one waiting on its condition variable by the notice.
-        let kick = st.writer_asleep && st.done.len() == 1;
+        // The writer needs to hear only of a first outcome (to start its deadline), of a full
+        // batch and of the last running job's outcome: not of every job. Asleep in the wake
+        // source (nothing to claim) it hears by a kick; waiting on its condition variable by the
+        // notice.
+        let first = st.done.len() == 1;
+        let notify = first
+            || st.done.len() >= self.settings.complete_batch
+            || (st.ready.is_empty() && !st.held.values().any(|h| h.phase == Phase::Running));
+        let kick = st.writer_asleep && first;
         drop(st);
-        self.writer_cv.notify_all();
+        if notify {
+            self.writer_cv.notify_all();
+        }
         if kick {
             self.wake.kick();
         }

@@ -34,7 +34,7 @@ pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
     let mut grace_end: Option<Instant> = None;
     loop {
         let seen = sh.wake.epoch();
-        let (done, stopping, free, unfinished, flush_deadline, claiming) = {
+        let (done, stopping, free, unfinished, flush_deadline, claiming, starving) = {
             let mut st = sh.lock();
             st.writer_asleep = false;
             let unfinished = st.unfinished();
@@ -57,7 +57,16 @@ pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
                 .capacity()
                 .saturating_sub(st.held.len() - done.len());
             let claiming = !st.stopping && st.report.fatal.is_none();
-            (done, st.stopping, free, unfinished, age_due, claiming)
+            let starving = st.ready.len() < sh.settings.threads;
+            (
+                done,
+                st.stopping,
+                free,
+                unfinished,
+                age_due,
+                claiming,
+                starving,
+            )
         };
         if stopping {
             let end = *grace_end.get_or_insert_with(|| Instant::now() + sh.settings.shutdown_grace);
@@ -66,7 +75,14 @@ pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
             }
             continue;
         }
-        let want_claim = claiming && free > 0 && claim_after.is_none_or(|e| e != seen);
+        // No claim of a few jobs while many are held: a write transaction is worth a batch.
+        // But a handler thread about to go idle claims whatever is free.
+        let min_claim = if free == sh.settings.capacity() || starving {
+            1
+        } else {
+            (sh.settings.batch.min(sh.settings.capacity()) / 2).max(1)
+        };
+        let want_claim = claiming && free >= min_claim && claim_after.is_none_or(|e| e != seen);
         let n = if want_claim {
             free.min(sh.settings.batch)
         } else {
@@ -121,7 +137,7 @@ pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
             }
         }
         // Nothing to commit yet and nothing (more) to claim: wait.
-        if !claiming || free == 0 {
+        if !claiming || free < min_claim {
             // Every slot is taken (or claiming stopped): only an outcome or shutdown matters.
             let st = sh.lock();
             if st.done.is_empty() && !st.stopping {
