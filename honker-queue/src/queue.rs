@@ -279,10 +279,42 @@ impl Queue {
         }
         let now = self.now();
         let ids = write_atomically(conn, |c| {
-            payloads
-                .iter()
-                .map(|p| self.insert(c, p, opts, &qopts, now).map_err(core))
-                .collect::<honker_core::Result<Vec<_>>>()
+            if opts.dedup_key.is_some() {
+                return payloads
+                    .iter()
+                    .map(|p| self.insert(c, p, opts, &qopts, now).map_err(core))
+                    .collect::<honker_core::Result<Vec<_>>>();
+            }
+            // Without a dedup key nothing can conflict: a plain INSERT and `last_insert_rowid`
+            // per row, not `ON CONFLICT ... RETURNING` (which builds a temporary table per row).
+            let run_at = opts.run_at(now);
+            let state = if run_at <= now {
+                STATE_READY
+            } else {
+                STATE_SCHEDULED
+            };
+            let max_attempts = opts.max_attempts.unwrap_or(qopts.max_attempts);
+            let expires_at = opts.expires_at(now);
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO honker_jobs (queue, state, payload, priority, run_at, attempts,
+                     max_attempts, expires_at, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8)",
+            )?;
+            let mut ids = Vec::with_capacity(payloads.len());
+            for p in payloads {
+                stmt.execute(params![
+                    &*self.name,
+                    state,
+                    p,
+                    opts.priority,
+                    run_at,
+                    max_attempts,
+                    expires_at,
+                    now
+                ])?;
+                ids.push(JobId(c.last_insert_rowid()));
+            }
+            Ok(ids)
         })
         .map_err(uncore)?;
         honker_core::kick_after_commit(conn);
