@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_e2e;
 mod bench_queue;
 mod bench_stream;
 mod bench_wake;
@@ -67,6 +68,9 @@ enum Command {
     /// Queue benchmark helpers for `cargo xtask bench`.
     #[command(flatten)]
     BenchQueue(bench_queue::BenchQueueCommand),
+    /// End-to-end queue benchmark helpers for `cargo xtask bench --only e2e`.
+    #[command(flatten)]
+    BenchE2e(bench_e2e::BenchE2eCommand),
     /// One listener process of `honker demo` (reports to the demo over stdout).
     #[command(hide = true)]
     DemoListener(demo::pubsub::ListenerArgs),
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Command::Ui(args) => ui::run(&args),
         Command::DemoQueueWorker(args) => demo::queue::worker_child(&args),
         Command::BenchQueue(cmd) => bench_queue::run(cmd),
+        Command::BenchE2e(cmd) => bench_e2e::run(cmd),
         Command::DemoListener(args) => demo::pubsub::listener_child(&args),
         Command::DemoStreamConsumer(args) => demo::stream::consumer_child(&args),
         Command::Bench(cmd) => bench::run(cmd),

@@ -83,4 +83,6 @@ pub use crate::options::{
 };
 pub use crate::queue::{MAX_CLAIM, MAX_NAME_BYTES, Queue, SWEEP_LIMIT, check_name};
 pub use crate::results::{get_result, result_wait, save_result};
-pub use crate::worker::{HandlerError, HandlerResult, Worker, WorkerOptions, WorkerReport};
+pub use crate::worker::{
+    HandlerError, HandlerResult, Worker, WorkerOptions, WorkerReport, fair_busy_handler,
+};

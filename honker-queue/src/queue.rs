@@ -279,10 +279,42 @@ impl Queue {
         }
         let now = self.now();
         let ids = write_atomically(conn, |c| {
-            payloads
-                .iter()
-                .map(|p| self.insert(c, p, opts, &qopts, now).map_err(core))
-                .collect::<honker_core::Result<Vec<_>>>()
+            if opts.dedup_key.is_some() {
+                return payloads
+                    .iter()
+                    .map(|p| self.insert(c, p, opts, &qopts, now).map_err(core))
+                    .collect::<honker_core::Result<Vec<_>>>();
+            }
+            // Without a dedup key nothing can conflict: a plain INSERT and `last_insert_rowid`
+            // per row, not `ON CONFLICT ... RETURNING` (which builds a temporary table per row).
+            let run_at = opts.run_at(now);
+            let state = if run_at <= now {
+                STATE_READY
+            } else {
+                STATE_SCHEDULED
+            };
+            let max_attempts = opts.max_attempts.unwrap_or(qopts.max_attempts);
+            let expires_at = opts.expires_at(now);
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO honker_jobs (queue, state, payload, priority, run_at, attempts,
+                     max_attempts, expires_at, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8)",
+            )?;
+            let mut ids = Vec::with_capacity(payloads.len());
+            for p in payloads {
+                stmt.execute(params![
+                    &*self.name,
+                    state,
+                    p,
+                    opts.priority,
+                    run_at,
+                    max_attempts,
+                    expires_at,
+                    now
+                ])?;
+                ids.push(JobId(c.last_insert_rowid()));
+            }
+            Ok(ids)
         })
         .map_err(uncore)?;
         honker_core::kick_after_commit(conn);
@@ -516,13 +548,21 @@ impl Queue {
     /// holders of this queue's running jobs are looked at; a live holder's answer is cached for
     /// [`ALIVE_FOR`](honker_core::liveness::ALIVE_FOR).
     fn reclaim_from_dead_holders(&self, conn: &Connection, db: &Path, now: i64) -> Result<bool> {
-        let holders: Vec<String> = conn
-            .prepare_cached(
-                "SELECT DISTINCT holder FROM honker_jobs INDEXED BY honker_jobs_leases
-                 WHERE queue = ?1 AND state = 2 AND holder IS NOT NULL",
-            )?
-            .query_map([&*self.name], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        // One index seek per distinct holder (a handful of processes), not a scan of every
+        // running job: a batch-claiming worker holds hundreds, and this runs on each claim.
+        let mut holders: Vec<String> = Vec::new();
+        loop {
+            let next: Option<String> = conn
+                .prepare_cached(
+                    "SELECT min(holder) FROM honker_jobs INDEXED BY honker_jobs_holders
+                     WHERE state = 2 AND holder IS NOT NULL AND holder > ?1",
+                )?
+                .query_row([holders.last().map_or("", String::as_str)], |r| r.get(0))?;
+            match next {
+                Some(h) => holders.push(h),
+                None => break,
+            }
+        }
         let mut any = false;
         for h in holders {
             if honker_core::liveness::is_dead(db, &h) {

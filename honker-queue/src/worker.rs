@@ -1,21 +1,40 @@
-//! The blocking [`Worker`]: handler threads fed by one claiming thread that follows the wake loop
-//! of DESIGN.md §2, with automatic heartbeats, retries on handler errors and panics, and release
-//! of the jobs it holds on shutdown.
+//! The blocking [`Worker`]: handler threads fed by one writer thread that claims in batches,
+//! commits the outcomes of many jobs in one transaction and follows the wake loop of DESIGN.md
+//! §2, with automatic heartbeats, retries on handler errors and panics, and release of the jobs
+//! it holds on shutdown.
 //!
 //! Threads of one worker, each with its own connection:
-//! - the **claimer** samples the epoch, claims up to as many jobs as there are idle handler
-//!   threads (at most [`WorkerOptions::batch`]) in one statement, and when it finds none sleeps
-//!   until a commit moves the epoch, or until [`Queue::next_due`] (the next `run_at`, lease
-//!   expiry or expiry time): never an interval poll of the table. After a deadline it really
-//!   waited for, an empty claim (the write lock was busy, another worker won) looks again a few
-//!   times over a short while before sleeping long again;
-//! - the **handler threads** run the handler and settle each job with its lease token: ack (with
-//!   the result, if any), retry with the error recorded, or fail. A thread that just settled a
-//!   job and finds none waiting for it claims its next one itself, under its own slot, so a busy
-//!   queue costs no hand-over between threads; when that claim is empty, the claimer's wake loop
-//!   takes over;
-//! - the **heartbeat** thread extends the lease of every held job well before it runs out, and
-//!   marks a job whose lease was lost, so its handler's outcome is not handed back.
+//! - the **writer** is claimer and completer. It claims up to [`WorkerOptions::batch`] jobs in
+//!   one statement, as many as there are free slots (one per handler thread plus
+//!   [`WorkerOptions::prefetch`] more waiting), and hands them to the handler threads. It
+//!   commits the handlers' outcomes (acks with their results, retries, fails) in one write
+//!   transaction for many jobs, every [`WorkerOptions::complete_every`] or as soon as
+//!   `batch` outcomes wait or no handler is still running, with the next claim in that same
+//!   transaction (the way River's batch completer works). Each outcome is written under the
+//!   token its job was claimed with: a lost lease refuses that job's outcome and no other. When
+//!   nothing is due it sleeps until a commit moves the epoch, until [`Queue::next_due`] (the next
+//!   `run_at`, lease expiry or expiry time) or until a handler's first outcome kicks it: never
+//!   an interval poll of the table. After a deadline it really waited for, an empty claim (the
+//!   write lock was busy, another worker won) looks again a few times over a short while before
+//!   sleeping long again;
+//! - the **handler threads** run the handler and hand its outcome to the writer. A
+//!   transactional worker's handler thread instead runs the handler and writes its outcome in
+//!   one transaction of its own per job (claims are still batched by the writer);
+//! - the **heartbeat** thread extends the lease of every held job (prefetched, running, or
+//!   waiting for the completer) well before it runs out, and marks a job whose lease was lost,
+//!   so its handler does not run or its outcome is not handed back.
+//!
+//! Delivery is at least once: an outcome is durable only once the completer's transaction
+//! commits. A worker that dies between a handler's return and that commit leaves the job
+//! running under its lease; it is claimed again (one more attempt) when the lease ends, or at
+//! once when the claimer finds the dead process's liveness lock free. No job is lost, and a
+//! job is never acked by a token that no longer holds it. Handlers must therefore be
+//! idempotent, or transactional ([`Worker::start_transactional`]), whose effects commit with the
+//! ack.
+//!
+//! Connections of a worker use a short jittered busy handler ([`fair_busy_handler`]) instead of
+//! SQLite's growing backoff, so worker processes share the write lock fairly
+//! (ARCHITECTURE.md, "Fair sharing of the write lock").
 
 mod state;
 mod threads;
@@ -25,15 +44,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use honker_core::WakeSource;
 use rusqlite::Connection;
 
 use crate::{ClaimedJob, Error, Queue};
 
-use self::state::{Held, Phase, Shared};
-use self::threads::{claim_loop, handler_loop, heartbeat_loop};
+use self::state::{Phase, Shared};
+use self::threads::{handler_loop, heartbeat_loop, release_all, writer_loop};
 
 /// How many times the claimer looks again, after a deadline it really waited for, before it
 /// goes back to sleeping until the next deadline.
@@ -47,6 +66,14 @@ const MAX_ERROR_PAUSE: Duration = Duration::from_secs(1);
 const MAX_KEPT_ERRORS: usize = 16;
 /// The default lease when neither the options nor the queue say (the queue always does).
 const FALLBACK_LEASE_MS: i64 = 30_000;
+/// The longest sleep of [`fair_busy_handler`], in microseconds; each sleep is uniform in
+/// `[MIN, MAX]`.
+const FAIR_BUSY_MAX_US: u64 = 1_000;
+/// The shortest sleep of [`fair_busy_handler`], in microseconds.
+const FAIR_BUSY_MIN_US: u64 = 50;
+/// How long [`fair_busy_handler`] keeps trying in all before `SQLITE_BUSY`, like the busy
+/// timeout of [`honker_core::open`].
+const FAIR_BUSY_TOTAL: Duration = honker_core::BUSY_TIMEOUT;
 
 /// How a handler asks for its job to be treated when it did not succeed.
 ///
@@ -124,9 +151,17 @@ pub type HandlerResult = Result<Option<String>, HandlerError>;
 pub struct WorkerOptions {
     /// Handler threads: how many jobs run at once (default 4, at least 1).
     pub threads: usize,
-    /// The most jobs one claim statement takes (default 32). A claim never takes more jobs than
-    /// there are idle handler threads, so no claimed job waits behind another.
+    /// The most jobs one claim statement takes (default 32), and how many waiting outcomes make
+    /// the completer commit at once.
     pub batch: usize,
+    /// Claimed jobs the worker may hold beyond one per handler thread, waiting for a free
+    /// thread (their leases kept by the heartbeats); `None` means `batch`. `Some(0)` claims only
+    /// for idle threads, so no claimed job waits behind another (best for long jobs shared by
+    /// many workers).
+    pub prefetch: Option<usize>,
+    /// The longest a handler's outcome waits for the completer's transaction (default 5 ms).
+    /// Outcomes are committed sooner when `batch` of them wait or no handler is still running.
+    pub complete_every: Duration,
     /// The lease of each claim, in milliseconds; `None` uses the queue's configured lease.
     pub lease_ms: Option<i64>,
     /// How often a held job's lease is extended; `None` means a third of the lease.
@@ -143,6 +178,8 @@ impl Default for WorkerOptions {
         WorkerOptions {
             threads: 4,
             batch: 32,
+            prefetch: None,
+            complete_every: Duration::from_millis(5),
             lease_ms: None,
             heartbeat_every: None,
             shutdown_grace: Duration::from_secs(10),
@@ -223,12 +260,13 @@ type Handler = dyn Fn(&Connection, &ClaimedJob) -> HandlerResult + Send + Sync +
 
 /// A blocking worker over one queue.
 ///
-/// Its threads, each with its own connection: a claimer that claims at most as many jobs as
-/// there are idle handler threads and otherwise sleeps until a commit or the queue's next due
-/// time (never an interval poll), the handler threads, and a heartbeat thread that extends every
-/// held lease a third of the way through it. A handler error or panic becomes a retry with the
-/// error recorded; a job whose lease was lost is not handed back. Drop shuts it down like
-/// [`Worker::shutdown`], ignoring errors.
+/// Its threads, each with its own connection: a writer that claims in batches (for idle handler
+/// threads and a prefetch buffer), commits the handlers' outcomes many jobs to a transaction,
+/// and otherwise sleeps until a commit or the queue's next due time (never an interval poll),
+/// the handler threads, and a heartbeat thread that extends every held lease a third of the way
+/// through it. A handler error or panic becomes a retry with the error recorded; a job whose
+/// lease was lost is not handed back. Delivery is at least once (see the module docs). Drop
+/// shuts it down like [`Worker::shutdown`], ignoring errors.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -259,7 +297,7 @@ type Handler = dyn Fn(&Connection, &ClaimedJob) -> HandlerResult + Send + Sync +
 /// ```
 pub struct Worker {
     shared: Arc<Shared>,
-    claimer: Option<JoinHandle<Connection>>,
+    writer: Option<JoinHandle<Connection>>,
     heartbeat: Option<JoinHandle<()>>,
     handlers: Vec<JoinHandle<()>>,
     db_path: PathBuf,
@@ -336,7 +374,11 @@ impl Worker {
     ) -> Result<Worker, Error> {
         let threads = opts.threads.max(1);
         let batch = opts.batch.max(1);
+        if opts.complete_every.is_zero() {
+            return Err(invalid("complete_every", "must be positive"));
+        }
         let claim_conn = honker_core::open(db_path)?;
+        fair_busy(&claim_conn)?;
         let lease_ms = match opts.lease_ms {
             Some(ms) if ms <= 0 => return Err(invalid("lease_ms", "must be positive")),
             Some(ms) => ms,
@@ -357,9 +399,14 @@ impl Worker {
             )
         });
         let heartbeat_conn = honker_core::open(db_path)?;
+        fair_busy(&heartbeat_conn)?;
         let mut handler_conns = Vec::with_capacity(threads);
         for _ in 0..threads {
-            handler_conns.push(honker_core::open(db_path)?);
+            let conn = honker_core::open(db_path)?;
+            if transactional {
+                fair_busy(&conn)?;
+            }
+            handler_conns.push(conn);
         }
         let shared = Arc::new(Shared::new(
             queue,
@@ -367,15 +414,20 @@ impl Worker {
             state::Settings {
                 threads,
                 batch,
+                prefetch: opts.prefetch.unwrap_or(batch),
                 lease_ms,
                 heartbeat_every,
                 shutdown_grace: opts.shutdown_grace,
+                complete_every: opts.complete_every,
+                // Half a batch: the next claim (of the slots they free) shares their
+                // transaction while the handlers work through the other half.
+                complete_batch: (batch / 2).max(1),
             },
             worker_id,
         ));
         let mut worker = Worker {
             shared: shared.clone(),
-            claimer: None,
+            writer: None,
             heartbeat: None,
             handlers: Vec::with_capacity(threads),
             db_path: db_path.to_owned(),
@@ -395,8 +447,8 @@ impl Worker {
             heartbeat_loop(&sh, &heartbeat_conn);
         })?);
         let sh = shared;
-        worker.claimer = Some(spawn("honker-claimer", move || {
-            claim_loop(&sh, &claim_conn);
+        worker.writer = Some(spawn("honker-writer", move || {
+            writer_loop(&sh, &claim_conn);
             claim_conn
         })?);
         Ok(worker)
@@ -423,13 +475,15 @@ impl Worker {
         self.shared.lock().report.fatal.is_some()
     }
 
-    /// Stop claiming, give back the jobs not started, let running handlers finish for up to
-    /// [`WorkerOptions::shutdown_grace`], release the jobs of those still running (without
-    /// using an attempt; their outcome is then dropped), and report.
+    /// Stop claiming, give back the prefetched jobs no handler started (without using an
+    /// attempt), let running handlers finish for up to [`WorkerOptions::shutdown_grace`] while
+    /// their outcomes are committed, commit every outcome waiting, release the jobs of handlers
+    /// still running (without using an attempt; their outcome is then dropped), and report.
     ///
     /// # Errors
     ///
-    /// The error of releasing a held job (that job then comes back when its lease expires).
+    /// The first error met while giving jobs back or committing the last outcomes (those jobs
+    /// then come back when their leases expire).
     pub fn shutdown(mut self) -> Result<WorkerReport, Error> {
         self.stop()
     }
@@ -441,57 +495,31 @@ impl Worker {
             st.stopping = true;
             sh.notify_everyone();
         }
-        // The claimer may sleep in the wake source; a kick makes it look at `stopping`.
+        // The writer may sleep in the wake source: a kick makes it look at `stopping`. It does
+        // the rest of shutdown (see `shut_down_step`) and returns its connection.
         sh.wake.kick();
         let mut first_err = None;
-        let conn = match self.claimer.take().map(JoinHandle::join) {
-            Some(Ok(conn)) => Some(conn),
-            // The claimer never started or panicked: releasing needs a connection of its own.
-            _ => honker_core::open(&self.db_path)
-                .map_err(|e| first_err = Some(Error::from(e)))
-                .ok(),
-        };
-        // A handler thread may be claiming its own next job: wait for that claim to land.
-        {
-            let mut st = sh.lock();
-            while st.reserved > 0 {
-                st = sh.wait_for_settled(st, Duration::from_millis(100));
-            }
-        }
-        // Jobs claimed but not started go back at once.
-        let not_started = sh.take_phase(Phase::Ready);
-        release_all(&sh, conn.as_ref(), not_started, &mut first_err);
-        // Running handlers get the grace period to finish and settle.
-        let grace_end = Instant::now() + sh.settings.shutdown_grace;
-        {
-            let mut st = sh.lock();
-            while st.held.values().any(|h| h.phase != Phase::Released) {
-                let left = grace_end.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
+        match self.writer.take().map(JoinHandle::join) {
+            Some(Ok(_conn)) => {}
+            // The writer never started or panicked: releasing needs a connection of its own.
+            _ => match honker_core::open(&self.db_path) {
+                Ok(conn) => {
+                    let not_started = sh.take_phase(Phase::Ready);
+                    release_all(&sh, &conn, not_started);
+                    let running = sh.take_phase(Phase::Running);
+                    release_all(&sh, &conn, running);
                 }
-                st = sh.wait_for_settled(st, left);
-            }
+                Err(e) => first_err = Some(Error::from(e)),
+            },
         }
-        let running = sh.take_phase(Phase::Running);
-        // Threads still in a handler: those of the jobs given back now, and those whose job's
-        // lease was lost earlier (their job stays listed until their handler returns).
-        let mut stuck_threads: Vec<usize> = sh
-            .lock()
-            .held
-            .values()
-            .filter(|h| h.phase == Phase::Released)
-            .filter_map(|h| h.thread)
-            .collect();
-        stuck_threads.sort_unstable();
-        stuck_threads.dedup();
-        release_all(&sh, conn.as_ref(), running, &mut first_err);
-        {
+        let stuck_threads = {
             let mut st = sh.lock();
             st.heartbeat_stop = true;
-            st.report.abandoned_threads += stuck_threads.len() as u64;
+            let stuck = std::mem::take(&mut st.stuck_threads);
+            st.report.abandoned_threads += stuck.len() as u64;
             sh.notify_everyone();
-        }
+            stuck
+        };
         if let Some(h) = self.heartbeat.take() {
             let _ = h.join();
         }
@@ -503,23 +531,20 @@ impl Worker {
         let mut st = sh.lock();
         let mut report = std::mem::take(&mut st.report);
         drop(st);
-        match first_err {
-            Some(e) => {
-                report.record(e);
-                // The report's error list shows it too; the caller asked for the first failure.
-                Err(report
-                    .errors
-                    .pop()
-                    .unwrap_or_else(|| invalid("release", "failed")))
-            }
-            None => Ok(report),
+        if let Some(e) = first_err {
+            report.record(e);
+            return Err(report
+                .errors
+                .pop()
+                .unwrap_or_else(|| invalid("release", "failed")));
         }
+        Ok(report)
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if self.claimer.is_some() || !self.handlers.is_empty() {
+        if self.writer.is_some() || !self.handlers.is_empty() {
             let _ = self.stop();
         }
     }
@@ -548,41 +573,58 @@ fn queue_lease_ms(queue: &Queue, conn: &Connection) -> Result<i64, Error> {
     Ok(if lease > 0 { lease } else { FALLBACK_LEASE_MS })
 }
 
-/// Release `jobs` (already marked released) on `conn`, counting them. Without a connection they
-/// are only forgotten here: each comes back when its lease expires.
-fn release_all(
-    sh: &Shared,
-    conn: Option<&Connection>,
-    jobs: Vec<Held>,
-    first_err: &mut Option<Error>,
-) {
-    let Some(conn) = conn else {
-        let mut st = sh.lock();
-        for h in jobs {
-            st.held.remove(&h.id);
-        }
-        drop(st);
-        sh.notify_slots();
-        return;
-    };
-    for h in jobs {
-        match with_busy_retry(|| sh.queue.release(conn, h.id, h.token)) {
-            Ok(()) => sh.lock().report.released += 1,
-            // Already settled elsewhere (reclaimed after a lost lease, cancelled): nothing to give back.
-            Err(e) if e.code() == "queue.lease_lost" || e.code() == "queue.not_found" => {
-                sh.lock().report.lease_lost += 1;
-            }
-            Err(e) => {
-                if first_err.is_none() {
-                    *first_err = Some(e);
-                } else {
-                    sh.lock().report.record(e);
-                }
-            }
-        }
-        sh.lock().held.remove(&h.id);
+/// Put [`fair_busy_handler`] on `conn` in place of the busy timeout.
+fn fair_busy(conn: &Connection) -> Result<(), Error> {
+    conn.busy_handler(Some(fair_busy_handler))
+        .map_err(|e| Error::from(honker_core::Error::from(e)))
+}
+
+/// A busy handler for connections that compete for the write lock with other processes: each
+/// retry sleeps a short random time (50 µs to 1 ms) instead of SQLite's growing backoff (which
+/// reaches 100 ms per sleep), and gives up with `SQLITE_BUSY` after about the busy timeout of
+/// [`honker_core::open`] in all. `tries` is how many times it was already called for this lock.
+///
+/// Why this is fair (ARCHITECTURE.md, "Fair sharing of the write lock"): SQLite's lock is not a
+/// queue. With its backoff, a waiter that lost a few times sleeps tens of milliseconds while the
+/// winner commits, releases and takes the lock again within microseconds, so the process that
+/// holds the lock keeps it. With short, jittered sleeps every waiter looks again within a
+/// millisecond, the writer leaves gaps between its transactions (it hands jobs to handler
+/// threads and gathers outcomes for a few ms), and which waiter wins a gap is random, so over
+/// many transactions each process wins its share.
+pub fn fair_busy_handler(tries: i32) -> bool {
+    let mean_us = (FAIR_BUSY_MIN_US + FAIR_BUSY_MAX_US) / 2;
+    let max_tries = FAIR_BUSY_TOTAL.as_micros() as u64 / mean_us;
+    if u64::try_from(tries).unwrap_or(0) >= max_tries {
+        return false;
     }
-    sh.notify_slots();
+    let span = FAIR_BUSY_MAX_US - FAIR_BUSY_MIN_US;
+    thread::sleep(Duration::from_micros(
+        FAIR_BUSY_MIN_US + jitter() % (span + 1),
+    ));
+    true
+}
+
+/// A cheap per-thread pseudo-random number (xorshift, seeded from the clock and the thread).
+fn jitter() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static SEED: Cell<u64> = const { Cell::new(0) };
+    }
+    SEED.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
+            let here = &x as *const u64 as u64;
+            x = (t ^ here.rotate_left(17) ^ u64::from(std::process::id())) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    })
 }
 
 /// Run `f`, trying again a few times while it fails with `SQLITE_BUSY` (each try already waited
@@ -600,6 +642,7 @@ fn with_busy_retry<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn any_error_converts_into_a_retry_with_its_sources() {

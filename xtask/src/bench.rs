@@ -37,7 +37,7 @@ struct Plan {
     /// Transactions per throughput run.
     throughput_ops: usize,
     strict: bool,
-    /// Sections to run (`core`, `host`); empty is all.
+    /// Sections to run (`core`, `host`, `e2e`); empty is all.
     only: Vec<String>,
     /// Also measure honker 0.5's Python package in the host section.
     peer: bool,
@@ -48,7 +48,7 @@ struct Plan {
 }
 
 /// The bench's sections, for `--only`.
-const SECTIONS: [&str; 2] = ["core", "host"];
+const SECTIONS: [&str; 3] = ["core", "host", "e2e"];
 
 impl Plan {
     /// Whether `section` runs in this session.
@@ -136,6 +136,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         );
         failed.extend(host.missed);
     }
+    if plan.wants("e2e") {
+        e2e_section(&root, &plan, &mut report, &mut failed)?;
+    }
     let out = root.join("target").join("bench-report.md");
     std::fs::create_dir_all(out.parent().expect("target dir"))?;
     std::fs::write(&out, report).with_context(|| format!("cannot write {}", out.display()))?;
@@ -150,6 +153,31 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             bail!("{} target(s) missed", failed.len());
         }
     }
+    Ok(())
+}
+
+/// The end-to-end queue section (`crate::bench_e2e`), appended to the report.
+fn e2e_section(
+    root: &Path,
+    plan: &Plan,
+    report: &mut String,
+    failed: &mut Vec<String>,
+) -> Result<()> {
+    let e2e = crate::bench_e2e::run(
+        root,
+        &crate::bench_e2e::E2ePlan {
+            runs: plan.runs,
+            quick: plan.quick,
+        },
+    )?;
+    println!("{}", e2e.table);
+    let _ = write!(
+        report,
+        "## End to end\n\n{}\n{}\n",
+        e2e.table,
+        crate::bench_e2e::E2E_NOTES
+    );
+    failed.extend(e2e.missed);
     Ok(())
 }
 

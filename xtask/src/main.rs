@@ -3,6 +3,7 @@
 //! Arguments are parsed by hand to keep this crate's dependencies few.
 
 mod bench;
+mod bench_e2e;
 mod bench_host;
 mod ci;
 mod cmd;

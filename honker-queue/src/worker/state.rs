@@ -1,5 +1,6 @@
-//! The state a worker's threads share: the jobs it holds, in which phase, and the counters; one
-//! mutex and one condition variable, since every change is small and rare next to a job's run.
+//! The state a worker's threads share: the jobs it holds, in which phase, the outcomes waiting
+//! for the completer, and the counters; one mutex and a few condition variables, since every
+//! change is a few field writes next to a job's run.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use honker_core::{Clock, Millis, WakeSource};
 
-use super::WorkerReport;
+use super::{HandlerResult, WorkerReport};
 use crate::{ClaimedJob, Error, JobId, LeaseToken, Queue};
 
 /// The resolved options.
@@ -15,9 +16,22 @@ use crate::{ClaimedJob, Error, JobId, LeaseToken, Queue};
 pub(super) struct Settings {
     pub(super) threads: usize,
     pub(super) batch: usize,
+    /// Claimed jobs the worker may hold beyond one per handler thread.
+    pub(super) prefetch: usize,
     pub(super) lease_ms: i64,
     pub(super) heartbeat_every: Duration,
     pub(super) shutdown_grace: Duration,
+    /// The longest an outcome waits for the completer's transaction.
+    pub(super) complete_every: Duration,
+    /// Outcomes that make the completer commit at once.
+    pub(super) complete_batch: usize,
+}
+
+impl Settings {
+    /// The most jobs held at once: a slot per handler thread plus the prefetch buffer.
+    pub(super) fn capacity(&self) -> usize {
+        self.threads + self.prefetch
+    }
 }
 
 /// Where a held job is.
@@ -27,7 +41,8 @@ pub(super) enum Phase {
     Ready,
     /// A handler runs it.
     Running,
-    /// Its handler returned and its outcome is being written.
+    /// Its handler returned; its outcome waits for (or is in) the completer's transaction, or a
+    /// transactional handler is writing it.
     Settling,
     /// Given back (shutdown) or lost (lease): its outcome must not be handed back.
     Released,
@@ -44,17 +59,49 @@ pub(super) struct Held {
     pub(super) next_heartbeat: Instant,
 }
 
+/// What a handler did.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    Returned(HandlerResult),
+    Panicked(String),
+}
+
+/// A handler's outcome waiting for the completer: written under the token the job was claimed
+/// with, so a lease lost meanwhile refuses it.
+#[derive(Debug)]
+pub(super) struct Done {
+    pub(super) id: JobId,
+    pub(super) token: LeaseToken,
+    pub(super) outcome: Outcome,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct State {
     /// Claimed jobs waiting for a handler thread, in claim order.
     pub(super) ready: VecDeque<ClaimedJob>,
     /// Every job held, whatever its phase.
     pub(super) held: HashMap<JobId, Held>,
+    /// Outcomes waiting for the completer, oldest first.
+    pub(super) done: Vec<Done>,
+    /// When the oldest of `done` arrived.
+    pub(super) oldest_done: Option<Instant>,
     pub(super) stopping: bool,
     pub(super) heartbeat_stop: bool,
-    /// Slots of handler threads claiming their own next job right now (see `claim_own`).
-    pub(super) reserved: usize,
+    /// The writer thread sleeps in the wake source: a first outcome must kick it.
+    pub(super) writer_asleep: bool,
+    /// Handler threads left running a handler at shutdown.
+    pub(super) stuck_threads: Vec<usize>,
     pub(super) report: WorkerReport,
+}
+
+impl State {
+    /// Held jobs a handler has not finished yet (ready or running).
+    pub(super) fn unfinished(&self) -> usize {
+        self.held
+            .values()
+            .filter(|h| matches!(h.phase, Phase::Ready | Phase::Running))
+            .count()
+    }
 }
 
 #[derive(Debug)]
@@ -62,8 +109,8 @@ pub(super) struct Shared {
     state: Mutex<State>,
     /// Handler threads wait here for claimed jobs.
     jobs_cv: Condvar,
-    /// The claimer (and shutdown) wait here for held jobs to be settled.
-    slots_cv: Condvar,
+    /// The writer thread (and shutdown) wait here for outcomes and freed slots.
+    writer_cv: Condvar,
     /// The heartbeat thread waits here for new held jobs or its next due heartbeat.
     heartbeat_cv: Condvar,
     pub(super) wake: Arc<dyn WakeSource>,
@@ -83,10 +130,10 @@ impl Shared {
         Shared {
             state: Mutex::new(State::default()),
             jobs_cv: Condvar::new(),
-            slots_cv: Condvar::new(),
+            writer_cv: Condvar::new(),
             heartbeat_cv: Condvar::new(),
             wake,
-            clock: queue_clock(&queue),
+            clock: queue.clock().clone(),
             queue,
             settings,
             worker_id,
@@ -111,55 +158,32 @@ impl Shared {
         }
     }
 
-    /// For shutdown: wait at most `d` for held jobs to be settled.
-    pub(super) fn wait_for_settled<'a>(
+    /// For the writer thread and shutdown: wait at most `d` (or until notified) for outcomes or
+    /// freed slots.
+    pub(super) fn wait_for_writer<'a>(
         &self,
         st: MutexGuard<'a, State>,
-        d: Duration,
+        d: Option<Duration>,
     ) -> MutexGuard<'a, State> {
-        Shared::wait_on(&self.slots_cv, st, Some(d))
+        Shared::wait_on(&self.writer_cv, st, d)
     }
 
-    /// A held job was settled or forgotten: its slot is free.
-    pub(super) fn notify_slots(&self) {
-        self.slots_cv.notify_all();
-    }
-
-    /// A job was added to `held` outside `hand_over`.
-    pub(super) fn notify_heartbeat(&self) {
-        self.heartbeat_cv.notify_one();
+    /// Something the writer waits for happened (an outcome, a freed slot, stopping).
+    pub(super) fn notify_writer(&self) {
+        self.writer_cv.notify_all();
     }
 
     /// Stopping (or the heartbeat's stop): every thread re-checks.
     pub(super) fn notify_everyone(&self) {
         self.jobs_cv.notify_all();
-        self.slots_cv.notify_all();
+        self.writer_cv.notify_all();
         self.heartbeat_cv.notify_all();
     }
 
-    /// Block until some handler thread is idle; how many are, or `None` when stopping.
-    pub(super) fn wait_for_free_slots(&self) -> Option<usize> {
-        let mut st = self.lock();
-        loop {
-            if st.stopping {
-                return None;
-            }
-            let free = self
-                .settings
-                .threads
-                .saturating_sub(st.held.len() + st.reserved);
-            if free > 0 {
-                return Some(free);
-            }
-            st = Shared::wait_on(&self.slots_cv, st, None);
-        }
-    }
-
-    /// Hand freshly claimed jobs to the handler threads.
+    /// Hand freshly claimed jobs (their claim committed) to the handler threads.
     pub(super) fn hand_over(&self, jobs: Vec<ClaimedJob>) {
         let next_heartbeat = Instant::now() + self.settings.heartbeat_every;
         let mut st = self.lock();
-        st.report.claims += 1;
         st.report.claimed += jobs.len() as u64;
         for job in jobs {
             st.held.insert(
@@ -187,7 +211,7 @@ impl Shared {
                 return None;
             }
             while let Some(job) = st.ready.pop_front() {
-                // A job released meanwhile (shutdown) is no longer ours to run.
+                // A job released meanwhile (shutdown, lost lease) is no longer ours to run.
                 if let Some(h) = st.held.get_mut(&job.id).filter(|h| h.phase == Phase::Ready) {
                     h.phase = Phase::Running;
                     h.thread = Some(thread);
@@ -198,24 +222,60 @@ impl Shared {
         }
     }
 
+    /// A handler returned: queue its outcome for the completer, unless the job's lease was lost
+    /// or shutdown released it (then the outcome is dropped and the job forgotten here).
+    pub(super) fn complete(&self, job: &ClaimedJob, outcome: Outcome) {
+        let mut st = self.lock();
+        if !self.settling(&mut st, job.id) {
+            return;
+        }
+        if st.done.is_empty() {
+            st.oldest_done = Some(Instant::now());
+        }
+        st.done.push(Done {
+            id: job.id,
+            token: job.lease_token,
+            outcome,
+        });
+        // The writer needs to hear only of a first outcome (to start its deadline), of a full
+        // batch and of the last running job's outcome: not of every job. Asleep in the wake
+        // source (nothing to claim) it hears by a kick; waiting on its condition variable by the
+        // notice.
+        let first = st.done.len() == 1;
+        let notify = first
+            || st.done.len() >= self.settings.complete_batch
+            || (st.ready.is_empty() && !st.held.values().any(|h| h.phase == Phase::Running));
+        let kick = st.writer_asleep && first;
+        drop(st);
+        if notify {
+            self.writer_cv.notify_all();
+        }
+        if kick {
+            self.wake.kick();
+        }
+    }
+
     /// Mark `id` as settling if it is still running under our lease; false when its lease was
     /// lost or shutdown released it (then it is forgotten here).
     pub(super) fn start_settling(&self, id: JobId) -> bool {
         let mut st = self.lock();
-        let ok = match st.held.get_mut(&id) {
+        self.settling(&mut st, id)
+    }
+
+    fn settling(&self, st: &mut State, id: JobId) -> bool {
+        match st.held.get_mut(&id) {
             Some(h) if h.phase == Phase::Running => {
                 h.phase = Phase::Settling;
                 true
             }
+            Some(h) if h.phase == Phase::Released => {
+                // Shutdown gave it back (and counted it) or the heartbeat found the lease lost.
+                st.held.remove(&id);
+                self.writer_cv.notify_all();
+                false
+            }
             _ => false,
-        };
-        if !ok && st.held.get(&id).is_some_and(|h| h.phase == Phase::Released) {
-            // Shutdown gave it back (and counted it) or the heartbeat found the lease lost.
-            st.held.remove(&id);
-            drop(st);
-            self.notify_slots();
         }
-        ok
     }
 
     /// Mark every held job in `phase` as released and return them, for giving back.
@@ -242,10 +302,8 @@ impl Shared {
                 return None;
             }
             let now = Instant::now();
-            let live = st
-                .held
-                .values()
-                .filter(|h| matches!(h.phase, Phase::Ready | Phase::Running));
+            // Prefetched jobs and outcomes waiting for the completer keep their leases too.
+            let live = st.held.values().filter(|h| h.phase != Phase::Released);
             let due: Vec<(JobId, LeaseToken)> = live
                 .clone()
                 .filter(|h| h.next_heartbeat <= now)
@@ -271,8 +329,9 @@ impl Shared {
                 }
             }
             Err(e) if e.code() == "queue.lease_lost" || e.code() == "queue.not_found" => {
-                // Reclaimed after an expiry, or cancelled: a settling job was just acked by
-                // its handler, anything else must not hand its outcome back.
+                // Reclaimed after an expiry, or cancelled: a settling job's outcome is refused
+                // by its token when the completer writes it; anything else must not run or
+                // hand its outcome back.
                 let lost = match st.held.get_mut(&id) {
                     Some(h) if matches!(h.phase, Phase::Ready | Phase::Running) => {
                         h.phase = Phase::Released;
@@ -282,6 +341,12 @@ impl Shared {
                 };
                 if lost {
                     st.report.lease_lost += 1;
+                    // A prefetched job nobody runs is forgotten at once.
+                    if st.held.get(&id).is_some_and(|h| h.thread.is_none()) {
+                        st.held.remove(&id);
+                        drop(st);
+                        self.writer_cv.notify_all();
+                    }
                 }
             }
             Err(e) => {
@@ -310,9 +375,4 @@ impl Shared {
         let now = self.clock.now();
         Instant::now() + now.until(at) + Duration::from_millis(1)
     }
-}
-
-/// The clock the queue reads, so deadlines from `next_due` are in the same time.
-fn queue_clock(queue: &Queue) -> Arc<dyn Clock> {
-    queue.clock().clone()
 }

@@ -1,5 +1,6 @@
-//! What each thread of a worker does: the claimer's wake loop, the handler threads (running the
-//! handler, in a transaction for transactional workers, and settling the job) and heartbeats.
+//! What each thread of a worker does: the writer's loop (claim in batches, commit the outcomes
+//! of many jobs in one transaction, sleep on the wake source), the handler threads (running the
+//! handler, in a transaction of its own for transactional workers) and heartbeats.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -7,95 +8,380 @@ use std::time::{Duration, Instant};
 use honker_core::Epoch;
 use rusqlite::Connection;
 
-use super::state::{Held, Phase, Shared};
+use super::state::{Done, Held, Outcome, Phase, Shared};
 use super::{
-    BRIEF_PAUSE, BRIEF_RETRIES, Handler, HandlerError, HandlerResult, MAX_ERROR_PAUSE,
-    WorkerReport, with_busy_retry,
+    BRIEF_PAUSE, BRIEF_RETRIES, Handler, HandlerError, MAX_ERROR_PAUSE, WorkerReport,
+    with_busy_retry,
 };
 use crate::{ClaimedJob, Error};
 
-/// The claiming thread: the wake loop of DESIGN.md §2.
-pub(super) fn claim_loop(sh: &Shared, conn: &Connection) {
+/// The writer thread: claimer and completer on one connection, the wake loop of DESIGN.md §2.
+///
+/// Each turn: sample the epoch; commit the outcomes waiting (when enough have gathered, the
+/// oldest has waited `complete_every`, or no other handler is still running) in one
+/// transaction, with the next claim in that same transaction; otherwise claim alone, up to the
+/// free capacity (handler slots plus the prefetch buffer). With nothing to claim it sleeps in the
+/// wake source until a commit, the queue's next due time or the completer's deadline (a first
+/// outcome kicks it); with every slot taken it waits for outcomes. Stopping, it releases the
+/// prefetched jobs no handler started, lets running handlers finish for the grace period while
+/// it keeps committing their outcomes, then releases the rest.
+pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
     let mut brief_left = 0u32;
     let mut error_pause = BRIEF_PAUSE;
+    // After an empty claim, claim again only once the epoch moved past this sample (or a
+    // deadline passed): no spinning on an empty queue.
+    let mut claim_after: Option<Epoch> = None;
+    let mut grace_end: Option<Instant> = None;
     loop {
-        // 1. Sample before looking: a commit after this moves the epoch past `seen`. The stop
-        //    flag is part of the look: sampled after the flag was checked, a shutdown kick
-        //    landing between the two would be inside the sample, and the wait below would sleep
-        //    through it.
         let seen = sh.wake.epoch();
-        let Some(free) = sh.wait_for_free_slots() else {
-            return;
+        let (done, stopping, free, unfinished, flush_deadline, claiming, starving) = {
+            let mut st = sh.lock();
+            st.writer_asleep = false;
+            let unfinished = st.unfinished();
+            let age_due = st.oldest_done.map(|t| t + sh.settings.complete_every);
+            let flush = !st.done.is_empty()
+                && (st.stopping
+                    || st.done.len() >= sh.settings.complete_batch
+                    || unfinished == 0
+                    || age_due.is_some_and(|d| Instant::now() >= d));
+            let done = if flush {
+                st.oldest_done = None;
+                std::mem::take(&mut st.done)
+            } else {
+                Vec::new()
+            };
+            // Slots of the outcomes about to be committed count as free for the claim that
+            // shares their transaction.
+            let free = sh
+                .settings
+                .capacity()
+                .saturating_sub(st.held.len() - done.len());
+            let claiming = !st.stopping && st.report.fatal.is_none();
+            let starving = st.ready.len() < sh.settings.threads;
+            (
+                done,
+                st.stopping,
+                free,
+                unfinished,
+                age_due,
+                claiming,
+                starving,
+            )
         };
-        // 2. Look: one claim statement, never more jobs than idle handler threads.
-        let n = free.min(sh.settings.batch);
-        match sh
-            .queue
-            .claim(conn, &sh.worker_id, n, Some(sh.settings.lease_ms))
-        {
-            Ok(jobs) if !jobs.is_empty() => {
-                sh.hand_over(jobs);
-                brief_left = 0;
-                error_pause = BRIEF_PAUSE;
-                continue;
+        if stopping {
+            let end = *grace_end.get_or_insert_with(|| Instant::now() + sh.settings.shutdown_grace);
+            if !shut_down_step(sh, conn, done, end) {
+                return;
             }
-            Ok(_) => sh.lock().report.empty_claims += 1,
-            // The write lock stayed busy past the busy timeout: look again soon.
-            Err(e) if e.is_busy() => brief_left = brief_left.max(1),
-            Err(e) => {
-                sh.lock().report.record(e);
-                if !sh.pause(seen, error_pause) {
-                    return;
+            continue;
+        }
+        // No claim of a few jobs while many are held: a write transaction is worth a batch.
+        // But a handler thread about to go idle claims whatever is free.
+        let min_claim = if free == sh.settings.capacity() || starving {
+            1
+        } else {
+            (sh.settings.batch.min(sh.settings.capacity()) / 2).max(1)
+        };
+        let want_claim = claiming && free >= min_claim && claim_after.is_none_or(|e| e != seen);
+        let n = if want_claim {
+            free.min(sh.settings.batch)
+        } else {
+            0
+        };
+        if !done.is_empty() {
+            match commit_outcomes(sh, conn, done, n) {
+                Ok(Some(jobs)) => {
+                    claim_after = claimed(sh, jobs, seen);
+                    error_pause = BRIEF_PAUSE;
+                    brief_left = 0;
                 }
-                error_pause = (error_pause * 2).min(MAX_ERROR_PAUSE);
-                continue;
+                Ok(None) => {}
+                Err(e) => {
+                    let busy = e.is_busy();
+                    if !busy {
+                        sh.lock().report.record(e);
+                    }
+                    if !sh.pause(seen, error_pause) {
+                        continue;
+                    }
+                    error_pause = (error_pause * 2).min(MAX_ERROR_PAUSE);
+                }
+            }
+            continue;
+        }
+        if n > 0 {
+            match sh
+                .queue
+                .claim(conn, &sh.worker_id, n, Some(sh.settings.lease_ms))
+            {
+                Ok(jobs) => {
+                    let empty = jobs.is_empty();
+                    claim_after = claimed(sh, jobs, seen);
+                    error_pause = BRIEF_PAUSE;
+                    if !empty {
+                        brief_left = 0;
+                        continue;
+                    }
+                }
+                // The write lock stayed busy past the busy handler: look again soon.
+                Err(e) if e.is_busy() => {
+                    sh.lock().report.claims += 1;
+                    brief_left = brief_left.max(1);
+                }
+                Err(e) => {
+                    sh.lock().report.record(e);
+                    sh.pause(seen, error_pause);
+                    error_pause = (error_pause * 2).min(MAX_ERROR_PAUSE);
+                    continue;
+                }
             }
         }
-        sh.lock().report.claims += 1;
+        // Nothing to commit yet and nothing (more) to claim: wait.
+        if !claiming || free < min_claim {
+            // Every slot is taken (or claiming stopped): only an outcome or shutdown matters.
+            let st = sh.lock();
+            if st.done.is_empty() && !st.stopping {
+                let d = flush_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                let d = if unfinished == 0 && st.held.is_empty() {
+                    None
+                } else {
+                    d
+                };
+                drop(sh.wait_for_writer(st, d.or(Some(MAX_ERROR_PAUSE))));
+            } else {
+                drop(st);
+            }
+            continue;
+        }
         if brief_left > 0 {
             // An empty look right after a deadline: the job may be behind a busy write lock or
             // a racing worker; look again shortly rather than sleeping until a far deadline.
             let pause = BRIEF_PAUSE * 2u32.pow(BRIEF_RETRIES.saturating_sub(brief_left));
             brief_left -= 1;
-            if !sh.pause(seen, pause) {
-                return;
+            claim_after = None;
+            if let Err(e) = sh.sleep_in_wake(seen, Some(Instant::now() + pause), flush_deadline) {
+                sh.fail(e);
             }
             continue;
         }
-        // 3. The next deadline from SQL: the earliest run_at, lease expiry or expiry time.
+        // The next deadline from SQL: the earliest run_at, lease expiry or expiry time.
         let due = match sh.queue.next_due(conn) {
             Ok(due) => due,
             Err(e) => {
-                let busy = e.is_busy();
-                if !busy {
+                if !e.is_busy() {
                     sh.lock().report.record(e);
                 }
-                if !sh.pause(seen, error_pause) {
-                    return;
-                }
+                claim_after = None;
+                sh.pause(seen, error_pause);
                 error_pause = (error_pause * 2).min(MAX_ERROR_PAUSE);
                 continue;
             }
         };
         error_pause = BRIEF_PAUSE;
         let deadline = due.map(|at| sh.instant_of(at));
-        // 4. Sleep past the sample; a commit since step 1 returns at once.
-        match sh.wait(seen, deadline) {
+        match sh.sleep_in_wake(seen, deadline, flush_deadline) {
             Ok(now) => {
                 let deadline_passed = deadline.is_some_and(|d| Instant::now() >= d);
                 if now == seen && deadline_passed {
                     brief_left = BRIEF_RETRIES;
+                    claim_after = None;
                 }
             }
-            Err(e) => {
-                sh.fail(e);
-                return;
-            }
+            Err(e) => sh.fail(e),
         }
     }
 }
 
-/// One handler thread: run jobs as the claimer hands them over, and settle each.
+/// Count a claim that committed and hand its jobs over; the epoch sample after which to claim
+/// again when it found nothing.
+fn claimed(sh: &Shared, jobs: Vec<ClaimedJob>, seen: Epoch) -> Option<Epoch> {
+    {
+        let mut st = sh.lock();
+        st.report.claims += 1;
+        if jobs.is_empty() {
+            st.report.empty_claims += 1;
+        }
+    }
+    if jobs.is_empty() {
+        return Some(seen);
+    }
+    sh.hand_over(jobs);
+    None
+}
+
+/// The completer: write `done` in one transaction, each outcome under its job's token (a stale
+/// token writes nothing for that job and counts as a lost lease), then claim up to `claim` jobs
+/// in the same transaction. On an error of the transaction itself nothing is written and the
+/// outcomes go back to wait for the next turn; `Ok(None)` when no claim was asked for.
+fn commit_outcomes(
+    sh: &Shared,
+    conn: &Connection,
+    done: Vec<Done>,
+    claim: usize,
+) -> Result<Option<Vec<ClaimedJob>>, Error> {
+    let mut results = Vec::with_capacity(done.len());
+    let tx = (|| -> Result<Option<Vec<ClaimedJob>>, Error> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        for d in &done {
+            let r = settle(sh, conn, d.id, d.token, &d.outcome);
+            // An error that ends the whole transaction (I/O, a full disk) cannot be kept per
+            // job: give every outcome back.
+            match r {
+                Err(e) if conn.is_autocommit() => return Err(e),
+                r => results.push(r),
+            }
+        }
+        let jobs = if claim > 0 {
+            Some(
+                sh.queue
+                    .claim(conn, &sh.worker_id, claim, Some(sh.settings.lease_ms))?,
+            )
+        } else {
+            None
+        };
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(jobs)
+    })();
+    let jobs = match tx {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            rollback(conn);
+            let mut st = sh.lock();
+            let mut back = done;
+            back.append(&mut st.done);
+            st.done = back;
+            st.oldest_done.get_or_insert_with(Instant::now);
+            return Err(e);
+        }
+    };
+    honker_core::kick_after_commit(conn);
+    let mut st = sh.lock();
+    for (d, r) in done.iter().zip(results) {
+        match r {
+            Ok(s) => s.count(&mut st.report),
+            Err(e) if e.code() == "queue.lease_lost" || e.code() == "queue.not_found" => {
+                st.report.lease_lost += 1;
+            }
+            Err(e) => st.report.record(e),
+        }
+        st.held.remove(&d.id);
+    }
+    drop(st);
+    sh.notify_writer();
+    Ok(jobs)
+}
+
+/// One turn of shutdown: give back the prefetched jobs no handler started, commit the outcomes
+/// in `done`, and once no handler runs (or the grace period ended) give back the jobs still
+/// running. False when shutdown is complete.
+fn shut_down_step(sh: &Shared, conn: &Connection, done: Vec<Done>, grace_end: Instant) -> bool {
+    let not_started = sh.take_phase(Phase::Ready);
+    release_all(sh, conn, not_started);
+    if !done.is_empty()
+        && let Err(e) = commit_outcomes(sh, conn, done, 0)
+    {
+        if !e.is_busy() {
+            sh.lock().report.record(e);
+        }
+        if Instant::now() < grace_end {
+            std::thread::sleep(BRIEF_PAUSE);
+            return true;
+        }
+        // Out of time: these outcomes are dropped and their jobs come back when their leases
+        // end (at-least-once).
+        let mut st = sh.lock();
+        let lost: Vec<_> = st.done.drain(..).map(|d| d.id).collect();
+        for id in lost {
+            st.held.remove(&id);
+        }
+    }
+    {
+        let st = sh.lock();
+        let busy = st
+            .held
+            .values()
+            .any(|h| matches!(h.phase, Phase::Running | Phase::Settling));
+        let left = grace_end.saturating_duration_since(Instant::now());
+        if busy && !left.is_zero() {
+            if st.done.is_empty() {
+                drop(sh.wait_for_writer(st, Some(left)));
+            }
+            return true;
+        }
+    }
+    // Threads still in a handler: those of the jobs given back now, and those whose job's lease
+    // was lost earlier (their job stays listed until their handler returns).
+    let running = sh.take_phase(Phase::Running);
+    {
+        let mut st = sh.lock();
+        let mut stuck: Vec<usize> = st
+            .held
+            .values()
+            .filter(|h| h.phase == Phase::Released)
+            .filter_map(|h| h.thread)
+            .collect();
+        stuck.sort_unstable();
+        stuck.dedup();
+        st.stuck_threads = stuck;
+    }
+    release_all(sh, conn, running);
+    false
+}
+
+/// Release `jobs` (already marked released) in one transaction, without using an attempt,
+/// counting them; a job whose lease was lost meanwhile is only forgotten. When the transaction
+/// cannot be written, each job comes back when its lease expires.
+pub(super) fn release_all(sh: &Shared, conn: &Connection, jobs: Vec<Held>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let mut results = Vec::with_capacity(jobs.len());
+    let tx = with_busy_retry(|| {
+        results.clear();
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        for h in &jobs {
+            results.push(sh.queue.release(conn, h.id, h.token));
+        }
+        match conn.prepare_cached("COMMIT")?.execute([]) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                rollback(conn);
+                Err(Error::from(e))
+            }
+        }
+    });
+    let mut st = sh.lock();
+    match tx {
+        Ok(()) => {
+            for r in results {
+                match r {
+                    Ok(()) => st.report.released += 1,
+                    // Already settled elsewhere (reclaimed after a lost lease, cancelled).
+                    Err(e) if e.code() == "queue.lease_lost" || e.code() == "queue.not_found" => {
+                        st.report.lease_lost += 1;
+                    }
+                    Err(e) => st.report.record(e),
+                }
+            }
+        }
+        Err(e) => {
+            rollback(conn);
+            st.report.record(e);
+        }
+    }
+    for h in &jobs {
+        // A job whose handler still runs stays listed (released) until it returns.
+        if h.thread.is_none() || st.held.get(&h.id).is_some_and(|x| x.thread.is_none()) {
+            st.held.remove(&h.id);
+        }
+    }
+    drop(st);
+    honker_core::kick_after_commit(conn);
+    sh.notify_writer();
+}
+
+/// One handler thread: run jobs as the writer hands them over; a plain worker hands each
+/// outcome to the completer, a transactional one writes it in the handler's transaction.
 pub(super) fn handler_loop(
     sh: &Shared,
     conn: &Connection,
@@ -103,21 +389,13 @@ pub(super) fn handler_loop(
     thread: usize,
     transactional: bool,
 ) {
-    let mut next = sh.next_job(thread);
-    while let Some(job) = next {
-        let settled = if transactional {
-            run_in_transaction(sh, conn, handler, &job)
-        } else {
+    while let Some(job) = sh.next_job(thread) {
+        if !transactional {
             let outcome = run(handler, conn, &job);
-            if sh.start_settling(job.id) {
-                Some(settle(sh, conn, &job, outcome))
-            } else {
-                // The lease was lost, or shutdown released the job: the outcome is not ours.
-                None
-            }
-        };
-        let Some(settled) = settled else {
-            next = sh.next_job(thread);
+            sh.complete(&job, outcome);
+            continue;
+        }
+        let Some(settled) = run_in_transaction(sh, conn, handler, &job) else {
             continue;
         };
         let mut st = sh.lock();
@@ -129,68 +407,9 @@ pub(super) fn handler_loop(
             Err(e) => st.report.record(e),
         }
         st.held.remove(&job.id);
-        // With nothing claimed for it, this thread keeps its slot and claims its next job
-        // itself: no hand-over between threads while the queue has work.
-        let keep_slot = !st.stopping && st.ready.is_empty();
-        if keep_slot {
-            st.reserved += 1;
-        }
         drop(st);
-        next = if keep_slot {
-            claim_own(sh, conn, thread).or_else(|| sh.next_job(thread))
-        } else {
-            sh.notify_slots();
-            sh.next_job(thread)
-        };
+        sh.notify_writer();
     }
-}
-
-/// The fast path after a job is settled: claim the thread's next job on its own connection,
-/// under the slot it reserved (so the claimer does not claim for it meanwhile). `None` when
-/// nothing is due or the claim failed: the claimer's wake loop takes over from there.
-fn claim_own(sh: &Shared, conn: &Connection, thread: usize) -> Option<ClaimedJob> {
-    let claimed = sh
-        .queue
-        .claim(conn, &sh.worker_id, 1, Some(sh.settings.lease_ms));
-    let mut st = sh.lock();
-    st.reserved -= 1;
-    st.report.claims += 1;
-    let job = match claimed {
-        Ok(mut jobs) if !jobs.is_empty() => jobs.swap_remove(0),
-        other => {
-            match other {
-                Err(e) if !e.is_busy() => st.report.record(e),
-                _ => st.report.empty_claims += 1,
-            }
-            drop(st);
-            sh.notify_slots();
-            return None;
-        }
-    };
-    st.report.claimed += 1;
-    // Claimed as shutdown began: leave it for shutdown to give back, unstarted.
-    let stopping = st.stopping;
-    st.held.insert(
-        job.id,
-        Held {
-            id: job.id,
-            token: job.lease_token,
-            phase: if stopping {
-                Phase::Ready
-            } else {
-                Phase::Running
-            },
-            thread: (!stopping).then_some(thread),
-            next_heartbeat: Instant::now() + sh.settings.heartbeat_every,
-        },
-    );
-    drop(st);
-    sh.notify_heartbeat();
-    if stopping {
-        sh.notify_slots();
-        return None;
-    }
-    Some(job)
 }
 
 /// Run the handler, turning a panic into an outcome.
@@ -216,7 +435,7 @@ fn run_in_transaction(
         ))));
         return sh
             .start_settling(job.id)
-            .then(|| settle(sh, conn, job, outcome));
+            .then(|| settle(sh, conn, job.id, job.lease_token, &outcome));
     }
     let outcome = run(handler, conn, job);
     if conn.is_autocommit() {
@@ -227,7 +446,7 @@ fn run_in_transaction(
         )));
         return sh
             .start_settling(job.id)
-            .then(|| settle(sh, conn, job, outcome));
+            .then(|| settle(sh, conn, job.id, job.lease_token, &outcome));
     }
     let ours = sh.start_settling(job.id);
     match outcome {
@@ -249,7 +468,7 @@ fn run_in_transaction(
         }
         outcome => {
             rollback(conn);
-            ours.then(|| settle(sh, conn, job, outcome))
+            ours.then(|| settle(sh, conn, job.id, job.lease_token, &outcome))
         }
     }
 }
@@ -261,13 +480,8 @@ fn rollback(conn: &Connection) {
     }
 }
 
-/// What a handler did.
-enum Outcome {
-    Returned(HandlerResult),
-    Panicked(String),
-}
-
 /// How a job was settled.
+#[derive(Debug)]
 enum Settled {
     Acked,
     Retried { dead: bool, panicked: bool },
@@ -291,14 +505,16 @@ impl Settled {
     }
 }
 
+/// Write one outcome under `token` (all or nothing, in the caller's transaction if one is open);
+/// `queue.lease_lost` when `token` no longer holds the job.
 fn settle(
     sh: &Shared,
     conn: &Connection,
-    job: &ClaimedJob,
-    outcome: Outcome,
+    id: crate::JobId,
+    token: crate::LeaseToken,
+    outcome: &Outcome,
 ) -> Result<Settled, Error> {
     let q = &sh.queue;
-    let (id, token) = (job.id, job.lease_token);
     let retry = |delay: Option<i64>, msg: &str, panicked: bool| {
         with_busy_retry(|| q.retry(conn, id, token, delay, Some(msg))).map(|o| Settled::Retried {
             dead: matches!(o, crate::RetryOutcome::Dead),
@@ -310,7 +526,7 @@ fn settle(
             with_busy_retry(|| q.ack(conn, id, token)).map(|()| Settled::Acked)
         }
         Outcome::Returned(Ok(Some(result))) => {
-            with_busy_retry(|| q.ack_with_result(conn, id, token, &result, None))
+            with_busy_retry(|| q.ack_with_result(conn, id, token, result, None))
                 .map(|()| Settled::Acked)
         }
         Outcome::Returned(Err(e)) if e.fail => {
@@ -348,6 +564,30 @@ impl Shared {
         self.wake
             .wait_past(seen, deadline)
             .map_err(|e| Error::from(honker_core::Error::from(e)))
+    }
+
+    /// The writer's sleep in the wake source, until a commit, `deadline` or the completer's
+    /// deadline; a handler's first outcome kicks it awake.
+    fn sleep_in_wake(
+        &self,
+        seen: Epoch,
+        deadline: Option<Instant>,
+        flush: Option<Instant>,
+    ) -> Result<Epoch, Error> {
+        {
+            let mut st = self.lock();
+            if !st.done.is_empty() || st.stopping {
+                return Ok(seen);
+            }
+            st.writer_asleep = true;
+        }
+        let until = match (deadline, flush) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let r = self.wait(seen, until);
+        self.lock().writer_asleep = false;
+        r
     }
 
     /// A short sleep that a commit (or shutdown's kick) cuts short; false when the worker stops.
