@@ -98,7 +98,7 @@ impl Default for KernelOptions {
 /// up to 2 ms, then backing off up to 1 s) and advances the epoch only when it moved. A queue
 /// overflow is a wake by itself. A `data_version` poll every `floor` (1 s) bounds the latency
 /// of anything the events miss.
-/// **Cost:** while idle, one blocked thread (plus notify's event thread) and one `data_version`
+/// **Cost:** while idle, one blocked thread (plus notify's event thread on kqueue; on Linux the watcher reads inotify itself) and one `data_version`
 /// poll and one `stat` per second; per commit, a burst of polls for about 2 ms and a few more
 /// backing off over the next second. One inotify instance and one
 /// watch (on the directory) per watched file.

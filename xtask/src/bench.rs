@@ -48,7 +48,7 @@ struct Plan {
 }
 
 /// The bench's sections, for `--only`.
-const SECTIONS: [&str; 3] = ["core", "host", "e2e"];
+const SECTIONS: [&str; 4] = ["core", "wake", "host", "e2e"];
 
 impl Plan {
     /// Whether `section` runs in this session.
@@ -118,6 +118,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut failed: Vec<String> = Vec::new();
     if plan.wants("core") {
         let (text, missed) = core_section(&root, &plan)?;
+        report.push_str(&text);
+        failed.extend(missed);
+    }
+    // `core` includes the wake rows; `wake` alone runs only them.
+    if !plan.only.is_empty() && plan.wants("wake") && !plan.wants("core") {
+        let (text, missed) = wake_section(&root, &plan)?;
         report.push_str(&text);
         failed.extend(missed);
     }
@@ -301,8 +307,8 @@ struct Samples {
     stream: StreamSamples,
     cpu_source: &'static str,
     /// Per wake backend ([`WAKE_BACKENDS`]): cross-process latency and idle CPU (% of a core).
-    wake: [Vec<Latency>; 3],
-    wake_idle: [Vec<f64>; 3],
+    wake: [Vec<Latency>; 4],
+    wake_idle: [Vec<f64>; 4],
     /// The raw `data_version` poll loop, idle, measured in the same window as `wake_idle`.
     wake_idle_raw: Vec<f64>,
 }
@@ -785,7 +791,26 @@ impl Samples {
 }
 
 /// The wake backends `cargo xtask bench` compares, by the names `honker bench-wake-*` take.
-const WAKE_BACKENDS: [&str; 3] = ["data_version", "stat", "kernel"];
+/// The last, `bare`, is no backend: `honker bench-wake-bare`, the kernel backend's baseline.
+const WAKE_BACKENDS: [&str; 4] = ["data_version", "stat", "kernel", BARE];
+
+/// The bare inotify-and-`data_version` loop (no honker code), measured beside the backends.
+const BARE: &str = "bare";
+
+/// The listener and idle commands of one entry of [`WAKE_BACKENDS`].
+fn wake_cmds(backend: &'static str) -> [(&'static str, Vec<&'static str>); 2] {
+    if backend == BARE {
+        [
+            ("bench-wake-bare", vec![]),
+            ("bench-wake-bare", vec!["--idle"]),
+        ]
+    } else {
+        [
+            ("bench-wake-listener", vec!["--backend", backend]),
+            ("bench-wake-idle", vec!["--backend", backend]),
+        ]
+    }
+}
 
 impl Bench {
     /// Cross-process latency through each wake backend (the shared `bench-publisher` against
@@ -797,11 +822,8 @@ impl Bench {
         for i in order {
             let backend = WAKE_BACKENDS[i];
             let db = self.fresh_db(&format!("wake-{backend}"), run)?;
-            let l = self.paced_latency(
-                &db,
-                ("bench-wake-listener", &["--backend", backend]),
-                ("bench-publisher", &[]),
-            )?;
+            let [(listener, args), _] = wake_cmds(backend);
+            let l = self.paced_latency(&db, (listener, &args), ("bench-publisher", &[]))?;
             progress(
                 tag,
                 &format!("wake backend {backend}: cross-process"),
@@ -812,12 +834,10 @@ impl Bench {
         let mut helpers = Vec::new();
         for backend in WAKE_BACKENDS {
             let db = self.fresh_db(&format!("wake-idle-{backend}"), run)?;
+            let [_, (idle, args)] = wake_cmds(backend);
             let mut cmd = self.honker();
-            cmd.arg("bench-wake-idle")
-                .arg("--db")
-                .arg(&db)
-                .args(["--backend", backend]);
-            let mut h = Helper::spawn(cmd, "bench-wake-idle")?;
+            cmd.arg(idle).arg("--db").arg(&db).args(args);
+            let mut h = Helper::spawn(cmd, idle)?;
             h.wait_line("ready")?;
             helpers.push(h);
         }
@@ -855,10 +875,11 @@ impl Bench {
             tag,
             "wake backends: idle CPU (ms/s)",
             &format!(
-                "data_version {:.3}  stat {:.3}  kernel {:.3}  raw poll {:.3}",
+                "data_version {:.3}  stat {:.3}  kernel {:.3}  bare inotify {:.3}  raw poll {:.3}",
                 pct[0] * 10.0,
                 pct[1] * 10.0,
                 pct[2] * 10.0,
+                pct[3] * 10.0,
                 raw * 10.0
             ),
         );
@@ -876,15 +897,20 @@ impl Samples {
             ("p99", |l| l.p99),
             ("max", |l| l.max),
         ];
+        self.bare_rows(rows);
         let dv_idle = median(&self.wake_idle[0]);
         let raw_idle = median(&self.wake_idle_raw);
         for (i, backend) in WAKE_BACKENDS.iter().enumerate() {
             for (name, f) in fields {
                 let v = med(&self.wake[i], f);
                 let b = med(&self.cross.raw, f);
-                let target_ms = (*backend == "kernel" && name == "p50").then_some(0.15);
+                let target_ms = (*backend == "kernel" && name == "p50").then_some(0.1);
                 rows.push(Row {
-                    figure: format!("wake {backend}: cross-process {name} (commit incl.)"),
+                    figure: if *backend == BARE {
+                        format!("wake bare inotify loop (no honker): cross-process {name}")
+                    } else {
+                        format!("wake {backend}: cross-process {name} (commit incl.)")
+                    },
                     value: ms(v),
                     baseline: ms(b),
                     ratio: format!("{:.2}x", v / b),
@@ -902,7 +928,11 @@ impl Samples {
                 _ => ("-".to_string(), None),
             };
             rows.push(Row {
-                figure: format!("wake {backend}: idle CPU, parked listener"),
+                figure: if *backend == BARE {
+                    "wake bare inotify loop (no honker): idle CPU".to_string()
+                } else {
+                    format!("wake {backend}: idle CPU, parked listener")
+                },
                 value: format!("{:.3} ms/s", idle * 10.0),
                 baseline: format!("{:.3} ms/s", raw_idle * 10.0),
                 ratio: format!("{:.2}x", idle / raw_idle),
@@ -911,6 +941,66 @@ impl Samples {
             });
         }
     }
+}
+
+impl Samples {
+    /// The kernel backend against the bare inotify loop of the same run (p50, p99).
+    fn bare_rows(&self, rows: &mut Vec<Row>) {
+        let kernel = WAKE_BACKENDS.iter().position(|b| *b == "kernel");
+        let bare = WAKE_BACKENDS.iter().position(|b| *b == BARE);
+        let (Some(k), Some(b)) = (kernel, bare) else {
+            return;
+        };
+        for (name, f) in [("p50", (|l| l.p50) as Pick), ("p99", |l| l.p99)] {
+            let (v, base) = (med(&self.wake[k], f), med(&self.wake[b], f));
+            rows.push(Row {
+                figure: format!("wake kernel vs bare inotify loop: cross-process {name}"),
+                value: ms(v),
+                baseline: ms(base),
+                ratio: format!("{:.2}x", v / base),
+                target: "-".into(),
+                pass: None,
+            });
+        }
+    }
+}
+
+/// `--only wake`: the wake backends and the bare inotify loop alone (with the raw 1 ms
+/// `data_version` listener their rows compare against), for iterating on the wake path.
+fn wake_section(root: &Path, plan: &Plan) -> Result<(String, Vec<String>)> {
+    let honker = build_honker(root)?;
+    let work = std::env::temp_dir().join(format!("honker-bench-wake-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let bench = Bench {
+        honker,
+        work: work.clone(),
+        plan: plan.clone(),
+    };
+    let measure = || -> Result<Samples> {
+        let mut s = Samples::default();
+        for run in 0..plan.runs {
+            let tag = format!("run {}/{}", run + 1, plan.runs);
+            let l = bench.cross_process(run, true)?;
+            progress(&tag, "cross-process wake (raw)", &lat(&l));
+            s.cross.push(true, l);
+            bench.wake_backends(run, &tag, &mut s)?;
+        }
+        Ok(s)
+    };
+    let result = measure();
+    let _ = std::fs::remove_dir_all(&work);
+    let samples = result?;
+    let mut rows = Vec::new();
+    samples.wake_rows(&mut rows);
+    let table = render(&rows);
+    println!("{table}");
+    let failed = rows
+        .iter()
+        .filter(|r| r.pass == Some(false))
+        .map(|r| r.figure.clone())
+        .collect();
+    Ok((format!("## Wake backends\n\n{table}\n"), failed))
 }
 
 fn render(rows: &[Row]) -> String {

@@ -27,7 +27,7 @@ commands:
                         --smoke also runs the sqlite3 smoke test that ci runs
   fuzz [target] [secs]  run one fuzz target (or all) for `secs` seconds each (default 60)
   tidy                  the repository's house-rule checks (= cargo test -p xtask)
-  bench [--runs N] [--quick] [--strict] [--only core|host]... [--peer] [--binding]
+  bench [--runs N] [--quick] [--strict] [--only core|wake|host|e2e]... [--peer] [--binding]
                         cross-process figures, each against a raw baseline; `host` runs
                         them through Debian's python3 and the sqlite3 CLI, `--peer` adds
                         honker 0.5's Python package, `--binding` the Python binding

@@ -16,9 +16,13 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use crate::KernelOptions;
 use crate::watch::{Armed, Signal, Stopper, Trigger};
 
+// kqueue only: on Linux the watcher reads inotify itself (inotify.rs).
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 const WAKE: Token = Token(0);
 
 /// What the event handler saw since the watcher thread last looked.
+// kqueue only: on Linux the watcher reads inotify itself (inotify.rs).
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 #[derive(Debug, Default)]
 struct Flags {
     hint: AtomicBool,
@@ -70,6 +74,8 @@ impl Names {
 }
 
 /// Turn one notify event into flags; returns whether anything was flagged.
+// kqueue only: on Linux the watcher reads inotify itself (inotify.rs).
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 fn classify(names: &Names, flags: &Flags, res: notify::Result<notify::Event>) -> bool {
     let event = match res {
         Ok(e) => e,
@@ -132,7 +138,7 @@ fn classify(names: &Names, flags: &Flags, res: notify::Result<notify::Event>) ->
     any
 }
 
-struct WakerStop(Arc<Waker>);
+pub(super) struct WakerStop(pub(super) Arc<Waker>);
 
 impl Stopper for WakerStop {
     fn wake(&self) {
@@ -142,6 +148,8 @@ impl Stopper for WakerStop {
 }
 
 /// The trigger: blocks on the `mio::Poll` until the handler or the stopper wakes it.
+// kqueue only: on Linux the watcher reads inotify itself (inotify.rs).
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 struct EventTrigger<W> {
     poll: Poll,
     events: Events,
@@ -187,6 +195,8 @@ impl<W: Send> Trigger for EventTrigger<W> {
 
 /// Build the trigger for `db_path`: `make` creates notify's watcher with the given handler, and
 /// `watch` adds the watches.
+// kqueue only: on Linux the watcher reads inotify itself (inotify.rs).
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 pub(super) fn arm<W, M, A>(
     db_path: &Path,
     opts: KernelOptions,
@@ -243,7 +253,7 @@ where
 
 /// `e`'s text, with what to do when it is the kernel's limit on file watches (inotify's
 /// `max_user_instances` / `max_user_watches`, or descriptors) rather than a fault of the file.
-fn with_limit_hint(e: &notify::Error) -> String {
+pub(super) fn with_limit_hint(e: &notify::Error) -> String {
     let limit = match &e.kind {
         notify::ErrorKind::MaxFilesWatch => true,
         notify::ErrorKind::Io(io) => matches!(

@@ -1,6 +1,6 @@
 //! Many waiters share one watcher: 50 threads waiting on one file cost one watcher thread (two for
-//! the Kernel backend on inotify/kqueue: its own and notify's event thread), for every compiled
-//! backend.
+//! the Kernel backend on kqueue: its own and notify's event thread; on Linux the watcher reads
+//! inotify itself), for every compiled backend.
 //! Runs in a child process, alone, so thread counts are exact.
 
 use std::sync::{Arc, Barrier};
@@ -24,8 +24,8 @@ pub(crate) fn child_main() {
 }
 
 fn share(backend: Backend) {
-    // The Kernel backend's event source (not its `stat` fallback) runs notify's thread too.
-    let events = backend == Backend::Kernel && Kernel::event_source() != "stat";
+    // The Kernel backend on kqueue runs notify's thread too (inotify and `stat` do not).
+    let events = backend == Backend::Kernel && Kernel::event_source() == "kqueue";
     let watcher_threads = if events { 2 } else { 1 };
     let db = Db::new("wal");
     let writer = db.connect();
