@@ -7,8 +7,14 @@ defmodule Mix.Tasks.Compile.HonkerWaiter do
     src = "c_src/honker_waiter.c"
     out = "priv/honker_waiter"
 
-    if Mix.Utils.stale?([src], [out]) do
+    # Mix links the build's priv/ to ours before compilers run, and only if priv/ exists: on a
+    # fresh checkout it does not yet, so create it and have Mix link it now.
+    unless File.dir?("priv") do
       File.mkdir_p!("priv")
+      Mix.Project.build_structure()
+    end
+
+    if Mix.Utils.stale?([src], [out]) do
       cc = System.get_env("CC", "cc")
       args = ["-O2", "-Wall", "-Wextra", "-o", out, src, "-lsqlite3"]
 
