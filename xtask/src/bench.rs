@@ -539,15 +539,17 @@ fn ms(ns: f64) -> String {
 
 /// A helper process and the lines of its stdout.
 #[derive(Debug)]
-struct Helper {
+pub(crate) struct Helper {
     name: &'static str,
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
+    /// How long [`wait_line`](Helper::wait_line) waits ([`HELPER_DEADLINE`] unless set).
+    deadline: Duration,
 }
 
 impl Helper {
-    fn spawn(mut cmd: Command, name: &'static str) -> Result<Helper> {
+    pub(crate) fn spawn(mut cmd: Command, name: &'static str) -> Result<Helper> {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -568,12 +570,28 @@ impl Helper {
             child,
             stdin,
             lines: rx,
+            deadline: HELPER_DEADLINE,
         })
     }
 
+    /// Wait up to `deadline` for each line instead (helpers with long runs).
+    pub(crate) fn with_deadline(mut self, deadline: Duration) -> Helper {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Write one line to the helper's stdin.
+    pub(crate) fn say(&mut self, line: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("helper stdin")?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
     /// The next line starting with `word`, skipping others.
-    fn wait_line(&mut self, word: &str) -> Result<String> {
-        let deadline = Instant::now() + HELPER_DEADLINE;
+    pub(crate) fn wait_line(&mut self, word: &str) -> Result<String> {
+        let limit = self.deadline;
+        let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -581,7 +599,7 @@ impl Helper {
                 Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     bail!(
-                        "honker {} printed no `{word}` line within {HELPER_DEADLINE:?}",
+                        "honker {} printed no `{word}` line within {limit:?}",
                         self.name
                     )
                 }
@@ -597,7 +615,7 @@ impl Helper {
     }
 
     /// Close stdin (which ends idle helpers) and wait for a successful exit.
-    fn finish(mut self) -> Result<()> {
+    pub(crate) fn finish(mut self) -> Result<()> {
         drop(self.stdin.take());
         let status = self.child.wait()?;
         if !status.success() {
@@ -617,7 +635,7 @@ impl Drop for Helper {
     }
 }
 
-fn field(line: &str, key: &str) -> Result<f64> {
+pub(crate) fn field(line: &str, key: &str) -> Result<f64> {
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
         .with_context(|| format!("no {key}= in {line:?}"))?
@@ -1076,7 +1094,7 @@ fn repo_root() -> PathBuf {
 }
 
 /// Build the release `honker` binary and return its path.
-fn build_honker(root: &Path) -> Result<PathBuf> {
+pub(crate) fn build_honker(root: &Path) -> Result<PathBuf> {
     eprintln!("bench: cargo build --release -p honker-cli");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)

@@ -15,14 +15,13 @@
 //! 100 `enqueue` in one transaction, raw INSERTs).
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+
+use crate::bench::{Helper, build_honker, field};
 
 const PRODUCERS: usize = 2;
 const WORKERS: usize = 4;
@@ -312,7 +311,7 @@ impl E2e {
             }
             _ => {}
         }
-        Helper::spawn(cmd, "bench-e2e-producer")
+        Ok(Helper::spawn(cmd, "bench-e2e-producer")?.with_deadline(DEADLINE))
     }
 
     fn worker(&self, db: &Path, shape: Shape, producers: usize) -> Result<Helper> {
@@ -324,7 +323,7 @@ impl E2e {
             .args(["--producers", &producers.to_string()])
             .args(["--batch", "128"])
             .args(["--threads", "4"]);
-        Helper::spawn(cmd, "bench-e2e-worker")
+        Ok(Helper::spawn(cmd, "bench-e2e-worker")?.with_deadline(DEADLINE))
     }
 
     fn end_to_end(&self, shape: Shape, together: bool, run: usize) -> Result<Run> {
@@ -436,120 +435,6 @@ fn median(v: &[f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
-}
-
-fn field(line: &str, key: &str) -> Result<f64> {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-        .with_context(|| format!("no {key}= in {line:?}"))?
-        .parse()
-        .with_context(|| format!("bad {key} in {line:?}"))
-}
-
-/// A helper process, its stdin and the lines of its stdout.
-struct Helper {
-    name: &'static str,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Helper {
-    fn spawn(mut cmd: Command, name: &'static str) -> Result<Helper> {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start honker {name}"))?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().context("helper stdout")?;
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Helper {
-            name,
-            child,
-            stdin,
-            lines: rx,
-        })
-    }
-
-    fn say(&mut self, line: &str) -> Result<()> {
-        let stdin = self.stdin.as_mut().context("helper stdin")?;
-        writeln!(stdin, "{line}")?;
-        stdin.flush()?;
-        Ok(())
-    }
-
-    fn wait_line(&mut self, word: &str) -> Result<String> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.split_whitespace().next() == Some(word) => return Ok(line),
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    bail!(
-                        "honker {} printed no `{word}` line within {DEADLINE:?}",
-                        self.name
-                    )
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait()?;
-                    bail!(
-                        "honker {} exited ({status}) before printing `{word}`",
-                        self.name
-                    )
-                }
-            }
-        }
-    }
-
-    fn finish(mut self) -> Result<()> {
-        drop(self.stdin.take());
-        let status = self.child.wait()?;
-        if !status.success() {
-            bail!("honker {} failed ({status})", self.name);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        // Only reached with the child still running when an error cut the run short.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn build_honker(root: &Path) -> Result<PathBuf> {
-    eprintln!("bench e2e: cargo build --release -p honker-cli");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(root)
-        .args(["build", "--release", "-p", "honker-cli"])
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!("cargo build --release -p honker-cli failed ({status})");
-    }
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) => root.join(t),
-        None => root.join("target"),
-    };
-    let bin = target.join("release").join("honker");
-    if !bin.is_file() {
-        bail!("built honker not found at {}", bin.display());
-    }
-    Ok(bin)
 }
 
 /// What the section measures, for the report.
