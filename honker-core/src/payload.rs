@@ -126,6 +126,24 @@ pub fn embeddable(payload: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The JSON string literal of a name that repeats from row to row (the queue of a claim's jobs,
+/// the topic of a page of events): escaped once, and again only when the name changes.
+#[derive(Debug, Default)]
+pub struct RepeatedName<'a> {
+    last: Option<(&'a str, String)>,
+}
+
+impl<'a> RepeatedName<'a> {
+    /// `name` as a JSON string literal.
+    pub fn json(&mut self, name: &'a str) -> &str {
+        match &self.last {
+            Some((last, _)) if *last == name => {}
+            _ => self.last = Some((name, serde_json::Value::from(name).to_string())),
+        }
+        self.last.as_ref().map_or("\"\"", |(_, json)| json.as_str())
+    }
+}
+
 /// `object` (a serialized JSON object) with `"payload": <payload>` added last, the payload
 /// embedded by [`embeddable`].
 pub fn with_payload(object: &serde_json::Value, payload: &str) -> String {
@@ -144,6 +162,14 @@ pub fn with_payload(object: &serde_json::Value, payload: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_name_is_the_serializers_literal_each_time() {
+        let mut names = RepeatedName::default();
+        for name in ["emails", "emails", "q\"uo\\te\u{1}é", "", "emails"] {
+            assert_eq!(names.json(name), serde_json::Value::from(name).to_string());
+        }
+    }
 
     #[test]
     fn check_json_accepts_values_and_refuses_others() {

@@ -445,21 +445,13 @@ fn claimed_json(jobs: &[ClaimedJob]) -> String {
     // claim's own UPDATE for small payloads.
     let mut out = String::with_capacity(jobs.len() * 192 + 2);
     out.push('[');
-    let mut queue_json: Option<(&str, String)> = None;
+    // Every job of one claim is of one queue: its name is escaped once.
+    let mut queues = honker_core::payload::RepeatedName::default();
     for (i, j) in jobs.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        // Every job of one claim is of one queue: escape its name once.
-        if queue_json.as_ref().is_none_or(|(name, _)| *name != j.queue) {
-            queue_json = Some((
-                &j.queue,
-                serde_json::Value::from(j.queue.as_str()).to_string(),
-            ));
-        }
-        let q = queue_json
-            .as_ref()
-            .map_or("\"\"", |(_, json)| json.as_str());
+        let q = queues.json(&j.queue);
         let _ = write!(
             out,
             r#"{{"attempts":{},"id":{},"lease_expires_ms":{},"lease_token":{},"max_attempts":{},"priority":{},"queue":{q},"payload":{}}}"#,

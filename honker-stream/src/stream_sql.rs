@@ -217,21 +217,13 @@ fn configure_from_options(conn: &Connection, topic: &str, options: Option<&str>)
 pub(crate) fn events_json(events: &[Event]) -> String {
     let mut out = String::with_capacity(events.len() * 160 + 2);
     out.push('[');
-    // A page is of one topic: escape its name once.
-    let mut topic_json: Option<(&str, String)> = None;
+    // A page is of one topic: its name is escaped once.
+    let mut topics = honker_core::payload::RepeatedName::default();
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        if topic_json.as_ref().is_none_or(|(t, _)| *t != e.topic) {
-            topic_json = Some((
-                &e.topic,
-                serde_json::Value::from(e.topic.as_str()).to_string(),
-            ));
-        }
-        let topic = topic_json
-            .as_ref()
-            .map_or("\"\"", |(_, json)| json.as_str());
+        let topic = topics.json(&e.topic);
         let key = match &e.key {
             Some(k) => serde_json::Value::from(k.as_str()),
             None => serde_json::Value::Null,
