@@ -279,6 +279,15 @@ fn heartbeats_keep_a_long_job_leased() {
     assert!(honker_queue::job(&conn, id).unwrap().is_none());
 }
 
+/// Sets its flag when dropped.
+struct OpenOnDrop(Arc<AtomicBool>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn a_worker_that_lost_its_lease_does_not_hand_back_its_outcome() {
     let db = WorkDb::new();
@@ -298,6 +307,9 @@ fn a_worker_that_lost_its_lease_does_not_hand_back_its_outcome() {
             lease_ms: Some(200),
             // No heartbeat in time: the lease runs out while the handler runs.
             heartbeat_every: Some(Duration::from_secs(3600)),
+            // Claims only for an idle thread: with a prefetch buffer the worker itself could
+            // take the expired job back into it before the thief below, every time.
+            prefetch: Some(0),
             ..WorkerOptions::default()
         },
         move |_| {
@@ -308,6 +320,10 @@ fn a_worker_that_lost_its_lease_does_not_hand_back_its_outcome() {
         },
     )
     .unwrap();
+    // Opens the gate when the test fails too, (declared after the worker, so it
+    // drops first) so a failed assertion is reported instead of
+    // the worker's drop waiting for ever on a handler that never returns.
+    let _open_on_exit = OpenOnDrop(gate.clone());
     wait_until("the worker to claim", || {
         honker_queue::job(&conn, id)
             .unwrap()
