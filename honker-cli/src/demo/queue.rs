@@ -76,11 +76,24 @@ pub(crate) struct QueueSection {
     redelivered: u64,
     orders_without_job_row: u64,
     reports: Vec<Option<WorkerReport>>,
-    /// The worker killed with `kill -9` mid-burst (when there are two or more): its index, how many
-    /// jobs it held at that moment, and how soon the others took them back.
-    killed: Option<(usize, u64, Option<Duration>)>,
+    /// The worker killed with `kill -9` mid-burst, when there are two or more.
+    killed: Option<Killed>,
     burst_drain: Option<Duration>,
     latency: Option<Summary>,
+}
+
+/// What the queue section saw of the worker it killed.
+#[derive(Debug, Clone, Copy)]
+struct Killed {
+    /// Its index among the workers.
+    index: usize,
+    /// How many jobs it held just before the kill.
+    held: u64,
+    /// How many of those it still committed (handled row and ack) before the kill landed: they
+    /// are done, so they come back to nobody.
+    finished_first: u64,
+    /// How soon the others took the rest back.
+    back_after: Option<Duration>,
 }
 
 /// Create the demo's business tables (idempotent).
@@ -240,14 +253,16 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<Queue
         }
         let victim = busiest.0;
         let child = &mut children.0[victim];
-        let held_by_victim = |conn: &Connection| -> Result<i64> {
-            Ok(conn.query_row(
-                "SELECT count(*) FROM honker_jobs WHERE queue = ?1 AND state = 2 AND worker = ?2",
-                rusqlite::params![QUEUE, worker_ids[victim]],
-                |r| r.get(0),
-            )?)
+        let held_by_victim = |conn: &Connection| -> Result<Vec<i64>> {
+            Ok(conn
+                .prepare(
+                    "SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 2 AND worker = ?2",
+                )?
+                .query_map(rusqlite::params![QUEUE, worker_ids[victim]], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
         };
         let held = held_by_victim(conn)?;
+        let victim_pid = child.id();
         let kill_at = Instant::now();
         child.kill().context("cannot kill a demo worker")?;
         let _ = child.wait();
@@ -255,13 +270,29 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<Queue
         // by the kernel when it dies, long before its leases would expire.
         let mut back_after = None;
         while kill_at.elapsed() < DEADLINE {
-            if held_by_victim(conn)? == 0 {
+            if held_by_victim(conn)?.is_empty() {
                 back_after = Some(kill_at.elapsed());
                 break;
             }
             thread::sleep(Duration::from_millis(1));
         }
-        killed = Some((victim, u64::try_from(held).unwrap_or(0), back_after));
+        // A job counted as held can still have committed between the count and the kill: its
+        // handled row and ack are one transaction, so it is done and must not come back.
+        let mut finished_first = 0u64;
+        for id in &held {
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM demo_queue_handled WHERE run = ?1 AND job_id = ?2 AND pid = ?3",
+                rusqlite::params![run, id, victim_pid],
+                |r| r.get(0),
+            )?;
+            finished_first += u64::from(n > 0);
+        }
+        killed = Some(Killed {
+            index: victim,
+            held: held.len() as u64,
+            finished_first,
+            back_after,
+        });
     }
     let burst_drain = if wait_for(burst as i64, &mut progress)? {
         Some(burst_start.elapsed())
@@ -278,7 +309,7 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<Queue
     // Let the workers finish what they hold, then ask for their reports.
     drop(stdins);
     let report_by = Instant::now() + DEADLINE;
-    let expected = |i: usize| killed.is_none_or(|(k, _, _)| k != i);
+    let expected = |i: usize| killed.is_none_or(|k| k.index != i);
     while (0..reports.len()).any(|i| expected(i) && reports[i].is_none()) {
         let left = report_by.saturating_duration_since(Instant::now());
         match rx_ev.recv_timeout(left) {
@@ -343,7 +374,7 @@ impl Section for QueueSection {
             .enumerate()
             .map(|(i, r)| match r {
                 Some(r) => format!("worker {}: {}", i + 1, r.acked),
-                None if self.killed.is_some_and(|(k, _, _)| k == i) => {
+                None if self.killed.is_some_and(|k| k.index == i) => {
                     format!("worker {}: killed", i + 1)
                 }
                 None => format!("worker {}: no report", i + 1),
@@ -375,12 +406,17 @@ impl Section for QueueSection {
                 "  checks        handled once: {}  twice or more: {}  never: {}  orders without a job: {}",
                 self.handled_once, self.handled_twice, self.missing, self.orders_without_job_row
             );
-            if let Some((k, held, back)) = self.killed {
+            if let Some(k) = self.killed {
+                let first = match k.finished_first {
+                    0 => String::new(),
+                    n => format!("; {n} of them committed before the kill landed"),
+                };
                 println!(
-                    "  crash         worker {} killed with kill -9 mid-burst, holding {held} claimed job(s) (writes of its unfinished handlers rolled back with it)",
-                    k + 1
+                    "  crash         worker {} killed with kill -9 mid-burst, holding {} claimed job(s) (writes of its unfinished handlers rolled back with it{first})",
+                    k.index + 1,
+                    k.held
                 );
-                let back = back.map_or("not within the deadline".into(), |d| {
+                let back = k.back_after.map_or("not within the deadline".into(), |d| {
                     format!("{:.1} ms after the kill", d.as_secs_f64() * 1e3)
                 });
                 println!(
@@ -424,12 +460,12 @@ impl Section for QueueSection {
             && self.handled_once == self.jobs
             && self
                 .killed
-                .is_none_or(|(_, held, _)| self.redelivered >= held)
+                .is_none_or(|k| self.redelivered + k.finished_first >= k.held)
             && self
                 .reports
                 .iter()
                 .enumerate()
-                .all(|(i, r)| r.is_some() || self.killed.is_some_and(|(k, _, _)| k == i))
+                .all(|(i, r)| r.is_some() || self.killed.is_some_and(|k| k.index == i))
     }
 }
 
