@@ -29,10 +29,11 @@
 //!   `db.not_file` wherever another connection must see the writes.
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
-// Audited `unsafe` lives in three places, each allowlisted by tidy: `sql::context_connection` (the
+// Audited `unsafe` lives in four places, each allowlisted by tidy: `sql::context_connection` (the
 // calling connection, which rusqlite exposes only through an unsafe getter), the per-connection
 // statement cache of `sql::functions` (a non-owning wrapper of the handle and the anchor virtual
-// table), and `conn::in_write_statement` (a walk of the connection's statements).
+// table), `conn::in_write_statement` (a walk of the connection's statements) and the fork
+// handlers of `liveness` (`pthread_atfork`, and `dup2` in the child).
 #![deny(unsafe_code)]
 
 pub mod cancel;

@@ -13,9 +13,13 @@
 //!   wait for the dead, never for the slow.
 //! - Where the lock file cannot be created (a read-only directory), claims carry no holder and
 //!   jobs come back at lease expiry, as before; [`status`] says why.
-//! - After `fork`, a child that claims gets a holder of its own and closes the descriptor it
-//!   inherited (a `flock` belongs to the open file, so the child's copy would otherwise keep the
-//!   parent's lock held after the parent died).
+//! - After `fork`, the child lets go of the lock descriptors it inherited at once, in a
+//!   `pthread_atfork` child handler that points them at `/dev/null` (a `flock` belongs to the open
+//!   file, so the child's copy would otherwise keep the parent's lock held after the parent died,
+//!   and a child that never claims, say a pre-forked web worker, would hold the parent's jobs until
+//!   their leases end). A child that claims takes a holder of its own. The same handlers hold this
+//!   module's lock across the `fork`, so a child never inherits it locked by a thread it does not
+//!   have.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -34,7 +38,7 @@ struct Own {
     pid: u32,
     holder: Arc<str>,
     // Held open for the life of the process: the lock lives as long as this descriptor.
-    _file: File,
+    file: File,
 }
 
 #[derive(Default)]
@@ -47,9 +51,82 @@ struct Registry {
 fn registry() -> MutexGuard<'static, Registry> {
     static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
     REGISTRY
-        .get_or_init(Mutex::default)
+        .get_or_init(|| {
+            #[cfg(unix)]
+            fork::register();
+            Mutex::default()
+        })
         .lock()
         .unwrap_or_else(|p| p.into_inner())
+}
+
+/// What `fork` does to the registry and the lock descriptors (see the module docs).
+#[cfg(unix)]
+mod fork {
+    use std::cell::RefCell;
+    use std::fs::File;
+    use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+    use std::sync::MutexGuard;
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    use super::{Registry, registry};
+
+    /// A descriptor of `/dev/null`, opened once (close-on-exec), that the child's copies of the
+    /// lock descriptors are pointed at; `-1` if it could not be opened (children then keep their
+    /// copies, which only delays the return of a dead parent's jobs to their lease expiry).
+    static NULL: AtomicI32 = AtomicI32::new(-1);
+
+    thread_local! {
+        /// The registry, locked by the forking thread from before `fork` until after it.
+        static HELD: RefCell<Option<MutexGuard<'static, Registry>>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn register() {
+        if let Ok(null) = File::open("/dev/null") {
+            NULL.store(null.into_raw_fd(), Ordering::SeqCst);
+        }
+        // SAFETY: the three handlers are plain `extern "C"` functions of this library that stay
+        // mapped (the extension is loaded permanently; a Rust binary never unloads itself), and
+        // `pthread_atfork` only records them. Registration happens once, while the registry is
+        // being created: no handler can run before it exists.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+        debug_assert_eq!(rc, 0, "pthread_atfork");
+    }
+
+    extern "C" fn prepare() {
+        let guard = registry();
+        HELD.with(|h| *h.borrow_mut() = Some(guard));
+    }
+
+    extern "C" fn parent() {
+        HELD.with(|h| h.borrow_mut().take());
+    }
+
+    extern "C" fn child() {
+        HELD.with(|h| {
+            let held = h.borrow_mut().take();
+            let null = NULL.load(Ordering::SeqCst);
+            if let (Some(reg), true) = (&held, null >= 0) {
+                for own in reg.own.values() {
+                    redirect(own.file.as_raw_fd(), null);
+                }
+            }
+            drop(held);
+        });
+    }
+
+    /// Point `fd` at `null`: the child's reference to the lock's open file is dropped, and the
+    /// number stays taken so the `File` that owns it closes nothing else later.
+    fn redirect(fd: RawFd, null: RawFd) {
+        // SAFETY: `dup2` is async-signal-safe, so it may run in a child of a multithreaded
+        // process; both descriptors are open (the `File` owns `fd` for the life of its registry
+        // entry, and `null` is never closed).
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::dup2(null, fd);
+        }
+    }
 }
 
 /// The lock file of `holder` for the database at `db_path`.
@@ -91,8 +168,8 @@ pub fn holder(db_path: &Path) -> Option<Arc<str>> {
         if own.pid == pid {
             return Some(own.holder.clone());
         }
-        // Inherited across a fork: close our copy of the parent's descriptor (see the module
-        // docs) and take a lock of our own.
+        // Inherited across a fork (its descriptor already points at /dev/null, see the module
+        // docs): take a lock of our own.
         reg.own.remove(db_path);
     }
     if reg.refused.contains_key(db_path) {
@@ -119,7 +196,7 @@ pub fn holder(db_path: &Path) -> Option<Arc<str>> {
                 Own {
                     pid,
                     holder: holder.clone(),
-                    _file: file,
+                    file,
                 },
             );
             Some(holder)
@@ -277,5 +354,81 @@ mod tests {
         assert!(holder(db).is_none());
         let why = status(db).unwrap_err();
         assert!(why.contains("cannot create"), "{why}");
+    }
+
+    /// Run `child` in a forked child of this (multithreaded) test process: its exit code, or
+    /// `None` if it had not exited `within` after the fork (it is then killed).
+    #[cfg(unix)]
+    #[allow(unsafe_code)]
+    fn in_forked_child(child: impl FnOnce() -> i32, within: Duration) -> Option<i32> {
+        // SAFETY: the child runs only `child` (which takes this module's lock, allocates and
+        // opens a file: glibc's allocator is fork-safe, and this module's lock is what is under
+        // test) and leaves with `_exit`, never returning into the test harness; the parent only
+        // waits for, and if need be kills, the pid `fork` gave it.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child));
+                libc::_exit(code.unwrap_or(101));
+            }
+            let deadline = Instant::now() + within;
+            let mut status = 0;
+            loop {
+                if libc::waitpid(pid, &mut status, libc::WNOHANG) == pid {
+                    return Some(if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        -1
+                    });
+                }
+                if Instant::now() > deadline {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fork_while_another_thread_uses_the_registry_never_hangs_the_child() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("storm.db");
+        let other = dir.path().join("child.db");
+        holder(&db).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let busy = {
+            let (stop, db) = (stop.clone(), db.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    holder(&db);
+                    is_dead(&db, "1-0000000000000000");
+                    forget_alive();
+                }
+            })
+        };
+        let mut hung = Vec::new();
+        for i in 0..300 {
+            // The child takes a holder of its own (on another file, so each child's differs).
+            let code = in_forked_child(
+                || i32::from(holder(&other).is_none()),
+                Duration::from_secs(5),
+            );
+            match code {
+                Some(0) => {}
+                Some(c) => panic!("fork {i}: the child failed with {c}"),
+                None => hung.push(i),
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        busy.join().unwrap();
+        assert!(
+            hung.is_empty(),
+            "children hung on a registry lock held by a thread they do not have: forks {hung:?}"
+        );
     }
 }

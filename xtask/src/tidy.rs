@@ -434,6 +434,9 @@ const UNSAFE_ALLOWLIST: &[(&str, usize)] = &[
     // (`Connection::from_handle`), and rusqlite's two unsafe virtual-table traits for the anchor
     // table whose disconnect finalizes the cache before `sqlite3_close` checks.
     ("honker-core/src/sql/functions.rs", 4),
+    // The liveness registry's fork handlers: `pthread_atfork`, and the child's `dup2` of its
+    // inherited lock descriptors onto `/dev/null`; its test forks for real.
+    ("honker-core/src/liveness.rs", 3),
 ];
 
 #[test]

@@ -1,6 +1,7 @@
 //! Host-process safety, driven through a small C host (`hosts/host.c`) linked against the system
-//! libsqlite3: closing the connection that loaded the extension while another waits, and forking
-//! after the extension's watcher started.
+//! libsqlite3: closing the connection that loaded the extension while another waits, forking
+//! after the extension's watcher started, and a forked child that does not claim keeping nothing
+//! of its parent's liveness lock.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -102,4 +103,59 @@ fn a_forked_child_waits_and_is_woken() {
     assert_eq!(rows[0]["payload"], serde_json::json!({"to": "child"}));
     let (status, rest) = h.finish();
     assert!(status.success(), "host exited with {status}: {rest:?}");
+}
+
+/// Claim up to 1000 jobs of `queue` through the CLI with a 10-minute lease: how many came.
+fn claim_all(db: &Path, queue: &str) -> i64 {
+    run(sqlite3(
+        db,
+        &[&format!(
+            "SELECT json_array_length(honker_claim('{queue}', 'taker', 1000, 600000))"
+        )],
+    ))
+    .ok()
+    .trim()
+    .parse()
+    .expect("a count")
+}
+
+#[test]
+fn a_forked_child_that_does_not_claim_keeps_nothing_of_its_dead_parents_jobs() {
+    let (_dir, db) = temp_db();
+    let enqueues: Vec<String> = (0..10)
+        .map(|i| format!("SELECT honker_enqueue('forkhold', '{{\"n\":{i}}}')"))
+        .collect();
+    let enqueues: Vec<&str> = enqueues.iter().map(String::as_str).collect();
+    run(sqlite3(&db, &enqueues)).ok();
+    let mut h = Running::spawn(host(&db, "forkhold", "forkhold"));
+    let held = h.expect_line("held ");
+    let (n, child) = held
+        .split_once(" child ")
+        .map(|(n, c)| (n.parse::<i64>().unwrap(), c.parse::<u32>().unwrap()))
+        .unwrap_or_else(|| panic!("bad held line {held:?}"));
+    assert_eq!(n, 10, "the parent claimed every job");
+    // While the parent lives, its jobs stay with it.
+    assert_eq!(
+        claim_all(&db, "forkhold"),
+        0,
+        "a live holder keeps its jobs"
+    );
+    h.kill();
+    // The parent is dead, its 10-minute leases run on, its child lives: the jobs come back at
+    // once, because nothing holds the parent's liveness lock any more.
+    let mut got = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while got < 10 && std::time::Instant::now() < deadline {
+        got += claim_all(&db, "forkhold");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let child_alive = std::path::Path::new(&format!("/proc/{child}")).exists();
+    let _ = Command::new("kill")
+        .args(["-9", &child.to_string()])
+        .status();
+    assert!(child_alive, "the forked child should still be running");
+    assert_eq!(
+        got, 10,
+        "the dead parent's jobs must come back while its non-claiming child lives"
+    );
 }

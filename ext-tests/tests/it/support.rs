@@ -212,6 +212,13 @@ impl Running {
         stdin.flush().expect("flush child stdin");
     }
 
+    /// `kill -9` the child and reap it.
+    pub(crate) fn kill(&mut self) {
+        let child = self.child.as_mut().expect("running");
+        child.kill().expect("kill the child");
+        child.wait().expect("reap the child");
+    }
+
     /// Wait for the child to exit within [`DEADLINE`]; its status and remaining stdout lines.
     pub(crate) fn finish(mut self) -> (ExitStatus, Vec<String>) {
         drop(self.stdin.take());

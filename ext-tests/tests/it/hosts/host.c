@@ -2,7 +2,7 @@
  * libhonker_ext.so: closing the connection that loaded the extension while another one waits,
  * and forking after the extension started its watcher.
  *
- * Usage: host <extension> <db> close|fork <channel>
+ * Usage: host <extension> <db> close|fork|forkhold <channel>
  *
  * Both modes print "ready <after_id> <tid>" (flushed) just before a thread calls
  * honker_listen_wait(channel, after_id, 10, 20000), then "got <json>" with its result.
@@ -17,6 +17,10 @@
  * fork:  the parent loads the extension, runs honker_wait once (the watcher runs), then forks.
  *        The child opens its own connection, loads the extension and waits; the parent exits
  *        with the child's exit status ("child signal N" and status 4 if it was killed).
+ * forkhold: <channel> is a queue. The parent claims every ready job of it with a 10-minute
+ *        lease, then forks a child that never touches SQLite or honker again (a pre-forked
+ *        worker that does not claim) and only sleeps; the parent prints "held <n> child <pid>"
+ *        and blocks on stdin until it is killed (or stdin ends).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -25,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -155,15 +160,42 @@ static int run_fork(const char *path) {
     return WEXITSTATUS(status);
 }
 
+static int run_forkhold(const char *path) {
+    sqlite3 *a = open_loaded(path);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(a, "SELECT json_array_length(honker_claim(?1, 'forkhold', 1000, 600000))",
+                           -1, &st, NULL) != SQLITE_OK)
+        die("prepare claim", a);
+    sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) die("honker_claim", a);
+    long long n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) die("fork", NULL);
+    if (pid == 0) {
+        for (;;) pause();
+    }
+    printf("held %lld child %d\n", n, (int)pid);
+    fflush(stdout);
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) {
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
-        fprintf(stderr, "usage: host <extension> <db> close|fork <channel>\n");
+        fprintf(stderr, "usage: host <extension> <db> close|fork|forkhold <channel>\n");
         return 2;
     }
     ext_path = argv[1];
     channel = argv[4];
     if (strcmp(argv[3], "close") == 0) return run_close(argv[2]);
     if (strcmp(argv[3], "fork") == 0) return run_fork(argv[2]);
+    if (strcmp(argv[3], "forkhold") == 0) return run_forkhold(argv[2]);
     fprintf(stderr, "unknown mode %s\n", argv[3]);
     return 2;
 }
