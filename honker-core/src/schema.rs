@@ -52,6 +52,11 @@ const MIGRATIONS: &[Migration] = &[
         what: "the liveness holder of a running job",
         sql: include_str!("schema/v6_holders.sql"),
     },
+    Migration {
+        version: 7,
+        what: "notifications without the created_ms index (one page fewer per notify)",
+        sql: include_str!("schema/v7_notify_pages.sql"),
+    },
 ];
 
 /// The schema version recorded in the database, or `None` if honker was never set up in it.

@@ -120,8 +120,16 @@ pub fn prune_with_clock(conn: &Connection, r: &Retention, clock: &dyn Clock) -> 
 /// runs inside a write statement such as a trigger, where SQLite refuses savepoints.
 fn prune_at(conn: &Connection, r: &Retention, now: Millis) -> Result<usize> {
     Ok(honker_core::nested_atomically(conn, |conn| {
+        // Everything below the oldest row young enough to keep, found in id order (no index on
+        // `created_ms`: see schema v7). The walk visits only rows it deletes, and one more. A
+        // row that is old but follows a younger one (the clock went back) waits for the next
+        // prune: retention keeps rows longer, never shorter.
         let by_age = conn
-            .prepare_cached("DELETE FROM honker_notifications WHERE created_ms < ?1")?
+            .prepare_cached(
+                "DELETE FROM honker_notifications WHERE id < coalesce(
+                     (SELECT id FROM honker_notifications WHERE created_ms >= ?1 ORDER BY id LIMIT 1),
+                     (SELECT max(id) + 1 FROM honker_notifications))",
+            )?
             .execute([now.get().saturating_sub(r.max_age_ms)])?;
         let by_count = conn
             .prepare_cached(
