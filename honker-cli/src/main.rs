@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_e2e;
+mod bench_liveness;
 mod bench_queue;
 mod bench_stream;
 mod bench_wake;
@@ -86,6 +87,9 @@ enum Command {
     /// Wake-backend benchmark helpers for `cargo xtask bench`.
     #[command(flatten)]
     BenchWake(bench_wake::BenchWakeCommand),
+    /// Redelivery-after-`kill -9` benchmark helpers for `cargo xtask bench`.
+    #[command(flatten)]
+    BenchLiveness(bench_liveness::BenchLivenessCommand),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::BenchStream(cmd) => bench_stream::run(cmd),
         Command::BenchWake(cmd) => bench_wake::run(cmd),
+        Command::BenchLiveness(cmd) => bench_liveness::run(cmd),
     };
     match result {
         Ok(code) => code,

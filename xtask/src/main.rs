@@ -5,6 +5,7 @@
 mod bench;
 mod bench_e2e;
 mod bench_host;
+mod bench_liveness;
 mod ci;
 mod cmd;
 mod ext;

@@ -5,6 +5,7 @@ mod basic;
 mod crash;
 mod disk_full;
 mod liveness;
+mod liveness_model;
 mod locks;
 mod model;
 mod multiprocess;
