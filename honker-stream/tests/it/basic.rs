@@ -297,7 +297,10 @@ fn the_prune_by_age_walks_ids_in_order_and_deletes_a_rowid_range() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(indexes, 1, "only (channel, id): each index is a page more per notify");
+    assert_eq!(
+        indexes, 1,
+        "only (channel, id): each index is a page more per notify"
+    );
 }
 
 #[test]
