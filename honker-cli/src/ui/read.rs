@@ -173,9 +173,13 @@ pub(crate) fn channels(conn: &Connection) -> Result<Vec<Value>> {
     )?;
     let mut newest =
         conn.prepare_cached("SELECT created_ms FROM honker_notifications WHERE id = ?1")?;
+    // The newest notification older than a minute, found walking ids down from the newest (no
+    // index on `created_ms`, see schema v7): only the last minute's rows are visited.
     let minute_ago_id: i64 = conn
         .prepare_cached(
-            "SELECT coalesce(min(id), 1 << 62) - 1 FROM honker_notifications WHERE created_ms >= ?1",
+            "SELECT coalesce(
+                 (SELECT id FROM honker_notifications WHERE created_ms < ?1 ORDER BY id DESC LIMIT 1),
+                 (SELECT coalesce(min(id), 1 << 62) - 1 FROM honker_notifications))",
         )?
         .query_row([now - 60_000], |r| r.get(0))?;
     let mut out = Vec::new();

@@ -234,6 +234,13 @@ fn populated(dir: &Path) -> (std::path::PathBuf, rusqlite::Connection) {
     honker_stream::publish(&conn, "orders", r#"{"n":1}"#).unwrap();
     honker_stream::publish(&conn, "orders", r#"{"n":2}"#).unwrap();
     honker_stream::register_consumer(&conn, "billing", "orders", honker_stream::Offset(0)).unwrap();
+    // One notification two minutes old, then one now: only the second is of the last minute.
+    conn.execute(
+        "INSERT INTO honker_notifications (channel, payload, created_ms)
+         VALUES ('pings', '{}', CAST(unixepoch('subsec') * 1000 AS INTEGER) - 120000)",
+        [],
+    )
+    .unwrap();
     honker_stream::notify(&conn, "pings", r#"{"hi":1}"#).unwrap();
     let sched = honker_cron::Schedule::parse("@every 1h").unwrap();
     let spec = honker_cron::ScheduleSpec::new("hourly", sched, "reports", r#"{"kind":"hourly"}"#);
