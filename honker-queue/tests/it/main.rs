@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod basic;
+mod completer;
 mod crash;
 mod disk_full;
 mod liveness;
