@@ -46,6 +46,10 @@ struct Registry {
     own: HashMap<PathBuf, Own>,
     refused: HashMap<PathBuf, String>,
     alive: HashMap<(PathBuf, String), Instant>,
+    /// When [`due`] last said yes, per database, and the [`forget_alive`] count it had seen.
+    looked: HashMap<PathBuf, (Instant, u64)>,
+    /// How often [`forget_alive`] was called.
+    forgotten: u64,
 }
 
 fn registry() -> MutexGuard<'static, Registry> {
@@ -255,10 +259,33 @@ pub fn status(db_path: &Path) -> Result<(), String> {
         .unwrap_or_else(|| "no lock file".into()))
 }
 
-/// Forget which holders were seen alive, so the next [`is_dead`] looks at their locks again (the
-/// kernel wake backend calls it when a liveness lock file closes).
+/// Forget which holders were seen alive, so the next [`is_dead`] looks at their locks again and
+/// the next [`due`] says yes (the kernel wake backend calls it when a liveness lock file closes).
 pub fn forget_alive() {
-    registry().alive.clear();
+    let mut reg = registry();
+    reg.alive.clear();
+    reg.forgotten += 1;
+}
+
+/// Whether a claimer of this process should look for dead holders on `db_path` now: at most once
+/// per [`ALIVE_FOR`] per database, and at once after [`forget_alive`] (a lock file closed). A busy
+/// claimer then pays for the look (a pass over the running jobs) every 20 ms rather than on each
+/// claim; a death the kernel backend reports is still seen on the next claim.
+pub fn due(db_path: &Path) -> bool {
+    let mut reg = registry();
+    let forgotten = reg.forgotten;
+    match reg.looked.get_mut(db_path) {
+        Some((at, seen)) if *seen == forgotten && at.elapsed() < ALIVE_FOR => false,
+        Some(entry) => {
+            *entry = (Instant::now(), forgotten);
+            true
+        }
+        None => {
+            reg.looked
+                .insert(db_path.to_owned(), (Instant::now(), forgotten));
+            true
+        }
+    }
 }
 
 /// Whether `holder`'s process (of the database at `db_path`) is dead: its lock file exists and

@@ -54,8 +54,8 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 7,
-        what: "notifications without the created_ms index (one page fewer per notify)",
-        sql: include_str!("schema/v7_notify_pages.sql"),
+        what: "no created_ms index on notifications, no holder index on jobs (fewer pages per write)",
+        sql: include_str!("schema/v7_fewer_pages.sql"),
     },
 ];
 

@@ -544,25 +544,22 @@ impl Queue {
     }
 
     /// End now the leases of every running job (in any queue) whose holder process is dead (its
-    /// liveness lock is free, see [`honker_core::liveness`]); whether there were any. Only the
-    /// holders of this queue's running jobs are looked at; a live holder's answer is cached for
-    /// [`ALIVE_FOR`](honker_core::liveness::ALIVE_FOR).
+    /// liveness lock is free, see [`honker_core::liveness`]); whether there were any. Looked at
+    /// most once per [`ALIVE_FOR`](honker_core::liveness::ALIVE_FOR) per process and file, and at
+    /// once after a lock file closed ([`honker_core::liveness::due`]); a live holder's answer is
+    /// cached as long.
     fn reclaim_from_dead_holders(&self, conn: &Connection, db: &Path, now: i64) -> Result<bool> {
-        // One index seek per distinct holder (a handful of processes), not a scan of every
-        // running job: a batch-claiming worker holds hundreds, and this runs on each claim.
-        let mut holders: Vec<String> = Vec::new();
-        loop {
-            let next: Option<String> = conn
-                .prepare_cached(
-                    "SELECT min(holder) FROM honker_jobs INDEXED BY honker_jobs_holders
-                     WHERE state = 2 AND holder IS NOT NULL AND holder > ?1",
-                )?
-                .query_row([holders.last().map_or("", String::as_str)], |r| r.get(0))?;
-            match next {
-                Some(h) => holders.push(h),
-                None => break,
-            }
+        if !honker_core::liveness::due(db) {
+            return Ok(false);
         }
+        // One pass over the running jobs (the partial leases index): there is no index on the
+        // holder, since keeping one cost every claim and every ack an index write (schema v7).
+        let holders: Vec<String> = conn
+            .prepare_cached(
+                "SELECT DISTINCT holder FROM honker_jobs WHERE state = 2 AND holder IS NOT NULL",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
         let mut any = false;
         for h in holders {
             if honker_core::liveness::is_dead(db, &h) {
@@ -718,9 +715,27 @@ impl Queue {
         }
         let now = self.now();
         let acked = write_atomically(conn, |c| {
+            // Whether the queue keeps history, asked once for the batch: the deletes below write
+            // on the snapshot this reads (SQLite refuses to upgrade a stale one), so the answer
+            // holds for the whole batch.
+            let keeps_history: bool = c
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM honker_queues
+                                    WHERE name = ?1 AND keep_history_ms > 0)",
+                )?
+                .query_row([&*self.name], |r| r.get(0))?;
             let mut acked = 0;
             for (id, token) in jobs {
-                acked += usize::from(finish_held(c, *id, *token, Some(&self.name), now)?);
+                acked += usize::from(if keeps_history {
+                    finish_held(c, *id, *token, Some(&self.name), now)?
+                } else {
+                    c.prepare_cached(
+                        "DELETE FROM honker_jobs
+                         WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
+                    )?
+                    .execute(params![id, token, &*self.name])?
+                        > 0
+                });
             }
             Ok(acked)
         })

@@ -180,6 +180,12 @@ fn every_queue_statement_uses_an_index() {
     for sql in &statements {
         let lines = plan(&conn, sql);
         for l in scans(&lines) {
+            // The look for dead holders passes over the running jobs (the partial leases index:
+            // bounded by the jobs in flight, not by queue depth), at most once per 20 ms per
+            // process; it has no index of its own since schema v7.
+            if sql.contains("holder") && l.ends_with("USING INDEX honker_jobs_leases") {
+                continue;
+            }
             failures.push(format!("{sql}\n    -> {l}"));
         }
         if sql.contains("lease_token = (SELECT value FROM honker_meta") {
