@@ -155,7 +155,8 @@ pub struct WorkerOptions {
     /// the completer commit at once.
     pub batch: usize,
     /// Claimed jobs the worker may hold beyond one per handler thread, waiting for a free
-    /// thread (their leases kept by the heartbeats); `None` means `batch`. `Some(0)` claims only
+    /// thread (their leases kept by the heartbeats); `None` means two batches, so handlers work
+    /// through one while the completer commits the other's outcomes. `Some(0)` claims only
     /// for idle threads, so no claimed job waits behind another (best for long jobs shared by
     /// many workers).
     pub prefetch: Option<usize>,
@@ -414,14 +415,14 @@ impl Worker {
             state::Settings {
                 threads,
                 batch,
-                prefetch: opts.prefetch.unwrap_or(batch),
+                prefetch: opts.prefetch.unwrap_or(2 * batch),
                 lease_ms,
                 heartbeat_every,
                 shutdown_grace: opts.shutdown_grace,
                 complete_every: opts.complete_every,
-                // Half a batch: the next claim (of the slots they free) shares their
-                // transaction while the handlers work through the other half.
-                complete_batch: (batch / 2).max(1),
+                // A whole batch: the next claim (of the slots they free) shares their
+                // transaction while the handlers work through the batch prefetched before.
+                complete_batch: batch,
             },
             worker_id,
         ));
