@@ -696,6 +696,39 @@ impl Queue {
         Ok(())
     }
 
+    /// Whether this queue keeps acked jobs in the history. Asked once for a batch of acks in one
+    /// transaction: their deletes write on the snapshot this reads (SQLite refuses to upgrade a
+    /// stale one), so the answer holds for the whole batch.
+    pub(crate) fn keeps_history(&self, conn: &Connection) -> honker_core::Result<bool> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM honker_queues WHERE name = ?1 AND keep_history_ms > 0)",
+            )?
+            .query_row([&*self.name], |r| r.get(0))?)
+    }
+
+    /// [`finish_held`] when the caller already knows whether the queue keeps history: one plain
+    /// delete when it does not.
+    pub(crate) fn finish_known(
+        &self,
+        conn: &Connection,
+        id: JobId,
+        token: LeaseToken,
+        keeps_history: bool,
+        now: i64,
+    ) -> honker_core::Result<bool> {
+        if keeps_history {
+            return finish_held(conn, id, token, Some(&self.name), now);
+        }
+        Ok(conn
+            .prepare_cached(
+                "DELETE FROM honker_jobs
+                 WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
+            )?
+            .execute(params![id, token, &*self.name])?
+            > 0)
+    }
+
     fn delete_held(&self, conn: &Connection, id: JobId, token: LeaseToken, now: i64) -> Result<()> {
         if !finish_held(conn, id, token, Some(&self.name), now)? {
             return Err(Error::LeaseLost { id });
@@ -718,24 +751,10 @@ impl Queue {
             // Whether the queue keeps history, asked once for the batch: the deletes below write
             // on the snapshot this reads (SQLite refuses to upgrade a stale one), so the answer
             // holds for the whole batch.
-            let keeps_history: bool = c
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM honker_queues
-                                    WHERE name = ?1 AND keep_history_ms > 0)",
-                )?
-                .query_row([&*self.name], |r| r.get(0))?;
+            let keeps_history = self.keeps_history(c)?;
             let mut acked = 0;
             for (id, token) in jobs {
-                acked += usize::from(if keeps_history {
-                    finish_held(c, *id, *token, Some(&self.name), now)?
-                } else {
-                    c.prepare_cached(
-                        "DELETE FROM honker_jobs
-                         WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
-                    )?
-                    .execute(params![id, token, &*self.name])?
-                        > 0
-                });
+                acked += usize::from(self.finish_known(c, *id, *token, keeps_history, now)?);
             }
             Ok(acked)
         })

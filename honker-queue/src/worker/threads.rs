@@ -222,8 +222,9 @@ fn commit_outcomes(
     let mut results = Vec::with_capacity(done.len());
     let tx = (|| -> Result<Option<Vec<ClaimedJob>>, Error> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let keeps_history = sh.queue.keeps_history(conn)?;
         for d in &done {
-            let r = settle(sh, conn, d.id, d.token, &d.outcome);
+            let r = settle(sh, conn, d.id, d.token, &d.outcome, Some(keeps_history));
             // An error that ends the whole transaction (I/O, a full disk) cannot be kept per
             // job: give every outcome back.
             match r {
@@ -435,7 +436,7 @@ fn run_in_transaction(
         ))));
         return sh
             .start_settling(job.id)
-            .then(|| settle(sh, conn, job.id, job.lease_token, &outcome));
+            .then(|| settle(sh, conn, job.id, job.lease_token, &outcome, None));
     }
     let outcome = run(handler, conn, job);
     if conn.is_autocommit() {
@@ -446,7 +447,7 @@ fn run_in_transaction(
         )));
         return sh
             .start_settling(job.id)
-            .then(|| settle(sh, conn, job.id, job.lease_token, &outcome));
+            .then(|| settle(sh, conn, job.id, job.lease_token, &outcome, None));
     }
     let ours = sh.start_settling(job.id);
     match outcome {
@@ -468,7 +469,7 @@ fn run_in_transaction(
         }
         outcome => {
             rollback(conn);
-            ours.then(|| settle(sh, conn, job.id, job.lease_token, &outcome))
+            ours.then(|| settle(sh, conn, job.id, job.lease_token, &outcome, None))
         }
     }
 }
@@ -513,6 +514,7 @@ fn settle(
     id: crate::JobId,
     token: crate::LeaseToken,
     outcome: &Outcome,
+    keeps_history: Option<bool>,
 ) -> Result<Settled, Error> {
     let q = &sh.queue;
     let retry = |delay: Option<i64>, msg: &str, panicked: bool| {
@@ -522,6 +524,15 @@ fn settle(
         })
     };
     match outcome {
+        // Inside the completer's transaction, which asked once whether the queue keeps
+        // history: one delete, fenced by the token.
+        Outcome::Returned(Ok(None)) if let Some(keeps) = keeps_history => {
+            match q.finish_known(conn, id, token, keeps, q.now()) {
+                Ok(true) => Ok(Settled::Acked),
+                Ok(false) => Err(Error::LeaseLost { id }),
+                Err(e) => Err(Error::Core(e)),
+            }
+        }
         Outcome::Returned(Ok(None)) => {
             with_busy_retry(|| q.ack(conn, id, token)).map(|()| Settled::Acked)
         }
