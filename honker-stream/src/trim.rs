@@ -125,9 +125,17 @@ fn trim_at(
         cut = cut.max(nth.unwrap_or(Offset::ZERO));
     }
     if let Some(age) = t.max_age_ms {
+        // The newest event below the topic's oldest event young enough to keep, found walking
+        // the topic's offsets from the oldest (no index on `created_ms`: see schema v7). The
+        // walk visits only events it trims, and one more. An old event that follows a younger
+        // one (the clock went back) waits for a later trim: retention keeps events longer,
+        // never shorter.
         let old: Option<Offset> = conn
             .prepare_cached(
-                r#"SELECT max("offset") FROM honker_streams WHERE topic = ?1 AND created_ms < ?2"#,
+                r#"SELECT max("offset") FROM honker_streams WHERE topic = ?1 AND "offset" < coalesce(
+                       (SELECT "offset" FROM honker_streams WHERE topic = ?1 AND created_ms >= ?2
+                        ORDER BY "offset" LIMIT 1),
+                       9223372036854775807)"#,
             )?
             .query_row(
                 rusqlite::params![topic, now.get().saturating_sub(age)],

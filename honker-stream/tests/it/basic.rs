@@ -301,6 +301,15 @@ fn the_prune_by_age_walks_ids_in_order_and_deletes_a_rowid_range() {
         indexes, 1,
         "only (channel, id): each index is a page more per notify"
     );
+    // Likewise events: only (topic, offset), which the trim by age walks.
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'honker_streams'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 1, "only (topic, offset) on events");
 }
 
 #[test]
