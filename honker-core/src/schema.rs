@@ -54,7 +54,7 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 7,
-        what: "no created_ms index on notifications, no holder index on jobs (fewer pages per write)",
+        what: "no created_ms index on notifications or events, no holder index on jobs (fewer pages per write)",
         sql: include_str!("schema/v7_fewer_pages.sql"),
     },
 ];

@@ -748,9 +748,6 @@ impl Queue {
         }
         let now = self.now();
         let acked = write_atomically(conn, |c| {
-            // Whether the queue keeps history, asked once for the batch: the deletes below write
-            // on the snapshot this reads (SQLite refuses to upgrade a stale one), so the answer
-            // holds for the whole batch.
             let keeps_history = self.keeps_history(c)?;
             let mut acked = 0;
             for (id, token) in jobs {

@@ -10,12 +10,10 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use honker_queue::{
-    EnqueueOptions, JobId, JobState, LeaseToken, Queue, QueueOptionsPatch, Worker, WorkerOptions,
-};
+use honker_queue::{EnqueueOptions, JobId, JobState, LeaseToken, Queue, Worker, WorkerOptions};
 use proptest::prelude::*;
 
-use crate::worker_support::{WorkDb, count, integrity_ok, wait_until};
+use crate::worker_support::{WorkDb, count, integrity_ok, long_backoff, wait_until};
 
 /// Planned jobs per round; one more (the gate) holds the flush until the test lets go.
 const ROUND: usize = 4;
@@ -76,15 +74,7 @@ fn check(rounds: &[Vec<(Plan, Lost, u32)>]) {
     let thief = db.open();
     let q = Queue::new("completer").unwrap();
     // The backoff of a panic's retry: long, so retried jobs stay scheduled.
-    q.configure(
-        &conn,
-        &QueueOptionsPatch {
-            backoff_base_ms: Some(600_000),
-            backoff_cap_ms: Some(600_000),
-            ..QueueOptionsPatch::default()
-        },
-    )
-    .unwrap();
+    long_backoff(&conn, &q);
     let gate = Arc::new(AtomicI64::new(-1));
     let returned = Arc::new(AtomicUsize::new(0));
     let runs: Arc<Mutex<HashMap<i64, Vec<i64>>>> = Arc::default();

@@ -165,8 +165,8 @@ fn a_producer_killed_inside_its_transaction_leaves_no_partial_rows() {
     drop(conn);
 }
 
-/// Fast jobs of the uncommitted-outcome tests (the completer commits at 32 waiting outcomes, so
-/// these never fill a batch).
+/// Fast jobs of the uncommitted-outcome tests (the completer commits once a batch, 64, of
+/// outcomes wait, so these never fill one).
 const UNCOMMITTED: usize = 8;
 
 /// Child role: a plain (batching) `Worker` on queue `uncommitted` with one handler thread,

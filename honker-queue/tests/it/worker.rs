@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use honker_queue::{
-    EnqueueOptions, HandlerError, JobState, Queue, QueueOptionsPatch, Worker, WorkerOptions,
-};
+use honker_queue::{EnqueueOptions, HandlerError, JobState, Queue, Worker, WorkerOptions};
 
-use crate::worker_support::{WorkDb, count, integrity_ok, now_ms, record_handled, wait_until};
+use crate::worker_support::{
+    WorkDb, count, integrity_ok, long_backoff, now_ms, record_handled, wait_until,
+};
 
 fn live_jobs(conn: &rusqlite::Connection, q: &str) -> i64 {
     conn.query_row(
@@ -113,16 +113,7 @@ fn a_handler_panic_becomes_a_retry_with_the_error_recorded() {
     let db = WorkDb::new();
     let conn = db.open();
     let q = Queue::new("panics").unwrap();
-    // A long backoff keeps the retried job scheduled, so its state can be read.
-    q.configure(
-        &conn,
-        &QueueOptionsPatch {
-            backoff_base_ms: Some(600_000),
-            backoff_cap_ms: Some(600_000),
-            ..QueueOptionsPatch::default()
-        },
-    )
-    .unwrap();
+    long_backoff(&conn, &q);
     let id = q
         .enqueue(&conn, r#"{"boom":1}"#, &EnqueueOptions::default())
         .unwrap();

@@ -10,6 +10,20 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+/// Give `q` a ten-minute retry backoff, so a retried job stays scheduled and its state can be
+/// read.
+pub(crate) fn long_backoff(conn: &Connection, q: &honker_queue::Queue) {
+    q.configure(
+        conn,
+        &honker_queue::QueueOptionsPatch {
+            backoff_base_ms: Some(600_000),
+            backoff_cap_ms: Some(600_000),
+            ..honker_queue::QueueOptionsPatch::default()
+        },
+    )
+    .unwrap();
+}
+
 /// Generous: the machine may be busy; no test asserts a timing with it.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 

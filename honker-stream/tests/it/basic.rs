@@ -290,26 +290,25 @@ fn the_prune_by_age_walks_ids_in_order_and_deletes_a_rowid_range() {
         plan.iter().all(|l| !l.contains("TEMP B-TREE")),
         "no sort: {plan:?}"
     );
-    let indexes: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'honker_notifications'",
-            [],
+    let indexes = |table: &str| -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1",
+            [table],
             |r| r.get(0),
         )
-        .unwrap();
+        .unwrap()
+    };
     assert_eq!(
-        indexes, 1,
+        indexes("honker_notifications"),
+        1,
         "only (channel, id): each index is a page more per notify"
     );
     // Likewise events: only (topic, offset), which the trim by age walks.
-    let indexes: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'honker_streams'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(indexes, 1, "only (topic, offset) on events");
+    assert_eq!(
+        indexes("honker_streams"),
+        1,
+        "only (topic, offset) on events"
+    );
 }
 
 #[test]
