@@ -3,7 +3,8 @@
 // the main thread; every listener, worker and subscriber of the process awaits "epoch past the
 // one I sampled" here and then does its own non-blocking read on the main thread. The event loop
 // never blocks. When nobody waits, the thread parks on an Atomics word (the extension's watcher
-// then stops polling too) and is unref'd, so it never holds the process open.
+// then stops polling too) and is unref'd, so it never holds the process open; once its database
+// is closed it holds the process only the few milliseconds it takes to end.
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import type { Conn } from './driver.js';
@@ -266,7 +267,12 @@ export class Waiter {
     Atomics.store(this.words, STATE, 2);
     Atomics.notify(this.words, STATE);
     this.cancelCurrent();
-    this.worker.unref();
+    // Keep the process alive until the thread ends by itself (the cancelled wait returns in
+    // milliseconds, then the loop sees STATE 2 and closes its connection). Unref'd, a process
+    // whose last step was db.close() started exiting at once and terminated the thread while
+    // its cancelled wait was throwing, which better-sqlite3 turns into a V8 fatal error
+    // (`ToLocalChecked Empty MaybeLocal`, exit 134) about 1 run in 40 of the README quickstart.
+    this.worker.ref();
     this.failAll(new DatabaseError('db.closed', 'the database was closed while waiting'));
   }
 
