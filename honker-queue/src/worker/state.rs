@@ -89,6 +89,13 @@ pub(super) struct State {
     pub(super) heartbeat_stop: bool,
     /// The writer thread sleeps in the wake source: a first outcome must kick it.
     pub(super) writer_asleep: bool,
+    /// The writer thread waits on its condition variable: a notice must wake it. Notices are
+    /// sent only then, since each one is a system call even with nobody waiting.
+    writer_waiting: bool,
+    /// Handler threads waiting for a job.
+    idle_handlers: usize,
+    /// The heartbeat thread waits with no deadline (it held nothing): new jobs must wake it.
+    heartbeat_idle: bool,
     /// Handler threads left running a handler at shutdown.
     pub(super) stuck_threads: Vec<usize>,
     pub(super) report: WorkerReport,
@@ -101,6 +108,25 @@ impl State {
             .values()
             .filter(|h| matches!(h.phase, Phase::Ready | Phase::Running))
             .count()
+    }
+
+    /// When the outcomes waiting must be committed: `Ok(())` now (stopping, a whole batch, no
+    /// handler left to add one, or the oldest waited `complete_every`), `Err(Some(at))` at `at`
+    /// unless a notice comes first, `Err(None)` when none wait.
+    pub(super) fn flush_due(&self, s: &Settings, unfinished: usize) -> Result<(), Option<Instant>> {
+        let Some(oldest) = self.oldest_done.filter(|_| !self.done.is_empty()) else {
+            return Err(None);
+        };
+        let at = oldest + s.complete_every;
+        if self.stopping
+            || self.done.len() >= s.complete_batch
+            || unfinished == 0
+            || Instant::now() >= at
+        {
+            Ok(())
+        } else {
+            Err(Some(at))
+        }
     }
 }
 
@@ -158,19 +184,25 @@ impl Shared {
         }
     }
 
-    /// For the writer thread and shutdown: wait at most `d` (or until notified) for outcomes or
-    /// freed slots.
+    /// For the writer thread (the only one that waits here) and shutdown: wait at most `d` (or
+    /// until notified) for outcomes or freed slots.
     pub(super) fn wait_for_writer<'a>(
         &self,
-        st: MutexGuard<'a, State>,
+        mut st: MutexGuard<'a, State>,
         d: Option<Duration>,
     ) -> MutexGuard<'a, State> {
-        Shared::wait_on(&self.writer_cv, st, d)
+        st.writer_waiting = true;
+        let mut st = Shared::wait_on(&self.writer_cv, st, d);
+        st.writer_waiting = false;
+        st
     }
 
-    /// Something the writer waits for happened (an outcome, a freed slot, stopping).
-    pub(super) fn notify_writer(&self) {
-        self.writer_cv.notify_all();
+    /// Something the writer waits for happened (an outcome, a freed slot): wake it if it waits.
+    /// Called with the lock held across the change, so a writer about to wait sees the change.
+    pub(super) fn notify_writer(&self, st: &State) {
+        if st.writer_waiting {
+            self.writer_cv.notify_all();
+        }
     }
 
     /// Stopping (or the heartbeat's stop): every thread re-checks.
@@ -185,6 +217,7 @@ impl Shared {
         let next_heartbeat = Instant::now() + self.settings.heartbeat_every;
         let mut st = self.lock();
         st.report.claimed += jobs.len() as u64;
+        let (n, idle, heartbeat_idle) = (jobs.len(), st.idle_handlers, st.heartbeat_idle);
         for job in jobs {
             st.held.insert(
                 job.id,
@@ -199,35 +232,75 @@ impl Shared {
             st.ready.push_back(job);
         }
         drop(st);
-        self.jobs_cv.notify_all();
-        self.heartbeat_cv.notify_one();
-    }
-
-    /// The next job for handler thread `thread`, blocking; `None` when stopping.
-    pub(super) fn next_job(&self, thread: usize) -> Option<ClaimedJob> {
-        let mut st = self.lock();
-        loop {
-            if st.stopping {
-                return None;
-            }
-            while let Some(job) = st.ready.pop_front() {
-                // A job released meanwhile (shutdown, lost lease) is no longer ours to run.
-                if let Some(h) = st.held.get_mut(&job.id).filter(|h| h.phase == Phase::Ready) {
-                    h.phase = Phase::Running;
-                    h.thread = Some(thread);
-                    return Some(job);
-                }
-            }
-            st = Shared::wait_on(&self.jobs_cv, st, None);
+        // Wake only the handler threads that wait (busy ones take the next job as they finish),
+        // and the heartbeat thread only when it waits with no deadline: the new jobs are due
+        // no sooner than any it already holds.
+        if idle >= n {
+            (0..n).for_each(|_| self.jobs_cv.notify_one());
+        } else if idle > 0 {
+            self.jobs_cv.notify_all();
+        }
+        if heartbeat_idle {
+            self.heartbeat_cv.notify_one();
         }
     }
 
-    /// A handler returned: queue its outcome for the completer, unless the job's lease was lost
-    /// or shutdown released it (then the outcome is dropped and the job forgotten here).
-    pub(super) fn complete(&self, job: &ClaimedJob, outcome: Outcome) {
+    /// For handler thread `thread`: hand over the outcome of the job it `finished`, if any
+    /// (see [`Shared::push_outcome`]), then return the next job, blocking; `None` when
+    /// stopping. One lock for both, since a short handler does little else.
+    pub(super) fn next_job(
+        &self,
+        thread: usize,
+        finished: Option<(&ClaimedJob, Outcome)>,
+    ) -> Option<ClaimedJob> {
         let mut st = self.lock();
-        if !self.settling(&mut st, job.id) {
-            return;
+        let mut kick =
+            finished.is_some_and(|(job, outcome)| self.push_outcome(&mut st, job, outcome));
+        let next = loop {
+            if st.stopping {
+                break None;
+            }
+            if let Some(job) = Shared::take_ready(&mut st, thread) {
+                break Some(job);
+            }
+            if kick {
+                // Kick the writer out of the wake source before this thread sleeps.
+                drop(st);
+                self.wake.kick();
+                kick = false;
+                st = self.lock();
+                continue;
+            }
+            st.idle_handlers += 1;
+            st = Shared::wait_on(&self.jobs_cv, st, None);
+            st.idle_handlers -= 1;
+        };
+        drop(st);
+        if kick {
+            self.wake.kick();
+        }
+        next
+    }
+
+    /// The first ready job still ours (one released meanwhile, by shutdown or a lost lease, is
+    /// no longer ours to run), marked as run by `thread`.
+    fn take_ready(st: &mut State, thread: usize) -> Option<ClaimedJob> {
+        while let Some(job) = st.ready.pop_front() {
+            if let Some(h) = st.held.get_mut(&job.id).filter(|h| h.phase == Phase::Ready) {
+                h.phase = Phase::Running;
+                h.thread = Some(thread);
+                return Some(job);
+            }
+        }
+        None
+    }
+
+    /// Queue a handler's outcome for the completer, unless the job's lease was lost or shutdown
+    /// released it (then the outcome is dropped and the job forgotten here). True when the
+    /// writer sleeps in the wake source and must be kicked (once the lock is dropped).
+    fn push_outcome(&self, st: &mut State, job: &ClaimedJob, outcome: Outcome) -> bool {
+        if !self.settling(st, job.id) {
+            return false;
         }
         if st.done.is_empty() {
             st.oldest_done = Some(Instant::now());
@@ -245,14 +318,10 @@ impl Shared {
         let notify = first
             || st.done.len() >= self.settings.complete_batch
             || (st.ready.is_empty() && !st.held.values().any(|h| h.phase == Phase::Running));
-        let kick = st.writer_asleep && first;
-        drop(st);
         if notify {
-            self.writer_cv.notify_all();
+            self.notify_writer(st);
         }
-        if kick {
-            self.wake.kick();
-        }
+        st.writer_asleep && first
     }
 
     /// Mark `id` as settling if it is still running under our lease; false when its lease was
@@ -271,7 +340,7 @@ impl Shared {
             Some(h) if h.phase == Phase::Released => {
                 // Shutdown gave it back (and counted it) or the heartbeat found the lease lost.
                 st.held.remove(&id);
-                self.writer_cv.notify_all();
+                self.notify_writer(st);
                 false
             }
             _ => false,
@@ -313,7 +382,9 @@ impl Shared {
                 return Some(due);
             }
             let next = live.map(|h| h.next_heartbeat).min();
+            st.heartbeat_idle = next.is_none();
             st = Shared::wait_on(&self.heartbeat_cv, st, next.map(|n| n - now));
+            st.heartbeat_idle = false;
         }
     }
 
@@ -344,8 +415,7 @@ impl Shared {
                     // A prefetched job nobody runs is forgotten at once.
                     if st.held.get(&id).is_some_and(|h| h.thread.is_none()) {
                         st.held.remove(&id);
-                        drop(st);
-                        self.writer_cv.notify_all();
+                        self.notify_writer(&st);
                     }
                 }
             }

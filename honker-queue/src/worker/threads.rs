@@ -34,16 +34,12 @@ pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
     let mut grace_end: Option<Instant> = None;
     loop {
         let seen = sh.wake.epoch();
-        let (done, stopping, free, unfinished, flush_deadline, claiming, starving) = {
+        let (done, stopping, free, flush_deadline, claiming, starving) = {
             let mut st = sh.lock();
             st.writer_asleep = false;
             let unfinished = st.unfinished();
             let age_due = st.oldest_done.map(|t| t + sh.settings.complete_every);
-            let flush = !st.done.is_empty()
-                && (st.stopping
-                    || st.done.len() >= sh.settings.complete_batch
-                    || unfinished == 0
-                    || age_due.is_some_and(|d| Instant::now() >= d));
+            let flush = st.flush_due(&sh.settings, unfinished).is_ok();
             let done = if flush {
                 st.oldest_done = None;
                 std::mem::take(&mut st.done)
@@ -58,15 +54,7 @@ pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
                 .saturating_sub(st.held.len() - done.len());
             let claiming = !st.stopping && st.report.fatal.is_none();
             let starving = st.ready.len() < sh.settings.threads;
-            (
-                done,
-                st.stopping,
-                free,
-                unfinished,
-                age_due,
-                claiming,
-                starving,
-            )
+            (done, st.stopping, free, age_due, claiming, starving)
         };
         if stopping {
             let end = *grace_end.get_or_insert_with(|| Instant::now() + sh.settings.shutdown_grace);
@@ -138,19 +126,19 @@ pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
         }
         // Nothing to commit yet and nothing (more) to claim: wait.
         if !claiming || free < min_claim {
-            // Every slot is taken (or claiming stopped): only an outcome or shutdown matters.
+            // Every slot is taken (or claiming stopped): only outcomes (enough of them to commit,
+            // or the oldest waiting long enough) or shutdown matter.
             let st = sh.lock();
-            if st.done.is_empty() && !st.stopping {
-                let d = flush_deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                let d = if unfinished == 0 && st.held.is_empty() {
-                    None
-                } else {
-                    d
-                };
-                drop(sh.wait_for_writer(st, d.or(Some(MAX_ERROR_PAUSE))));
-            } else {
-                drop(st);
+            if st.stopping {
+                continue;
             }
+            let wait = match st.flush_due(&sh.settings, st.unfinished()) {
+                Ok(()) => continue,
+                Err(Some(at)) => Some(at.saturating_duration_since(Instant::now())),
+                Err(None) if st.held.is_empty() => None,
+                Err(None) => Some(MAX_ERROR_PAUSE),
+            };
+            drop(sh.wait_for_writer(st, wait));
             continue;
         }
         if brief_left > 0 {
@@ -268,7 +256,6 @@ fn commit_outcomes(
         st.held.remove(&d.id);
     }
     drop(st);
-    sh.notify_writer();
     Ok(jobs)
 }
 
@@ -376,9 +363,9 @@ pub(super) fn release_all(sh: &Shared, conn: &Connection, jobs: Vec<Held>) {
             st.held.remove(&h.id);
         }
     }
+    sh.notify_writer(&st);
     drop(st);
     honker_core::kick_after_commit(conn);
-    sh.notify_writer();
 }
 
 /// One handler thread: run jobs as the writer hands them over; a plain worker hands each
@@ -390,12 +377,15 @@ pub(super) fn handler_loop(
     thread: usize,
     transactional: bool,
 ) {
-    while let Some(job) = sh.next_job(thread) {
-        if !transactional {
+    if !transactional {
+        let mut next = sh.next_job(thread, None);
+        while let Some(job) = next {
             let outcome = run(handler, conn, &job);
-            sh.complete(&job, outcome);
-            continue;
+            next = sh.next_job(thread, Some((&job, outcome)));
         }
+        return;
+    }
+    while let Some(job) = sh.next_job(thread, None) {
         let Some(settled) = run_in_transaction(sh, conn, handler, &job) else {
             continue;
         };
@@ -408,8 +398,7 @@ pub(super) fn handler_loop(
             Err(e) => st.report.record(e),
         }
         st.held.remove(&job.id);
-        drop(st);
-        sh.notify_writer();
+        sh.notify_writer(&st);
     }
 }
 
