@@ -38,6 +38,7 @@
 
 pub mod cancel;
 mod conn;
+mod contention;
 mod error;
 pub mod liveness;
 pub mod payload;
@@ -51,6 +52,7 @@ pub use crate::conn::{
     in_write_statement, journal_mode_note, nested_atomically, open, open_read_only, prepare,
     settings, setup, write_atomically,
 };
+pub use crate::contention::{fair_busy_handler, share_write_lock};
 pub use crate::error::{Error, Result, at_least};
 pub use crate::time::{Clock, Millis, SettableClock, SystemClock};
 pub use crate::wake::{

@@ -51,6 +51,8 @@ use rusqlite::Connection;
 
 use crate::{ClaimedJob, Error, Queue};
 
+pub use honker_core::fair_busy_handler;
+
 use self::state::{Phase, Shared};
 use self::threads::{handler_loop, heartbeat_loop, release_all, writer_loop};
 
@@ -66,14 +68,6 @@ const MAX_ERROR_PAUSE: Duration = Duration::from_secs(1);
 const MAX_KEPT_ERRORS: usize = 16;
 /// The default lease when neither the options nor the queue say (the queue always does).
 const FALLBACK_LEASE_MS: i64 = 30_000;
-/// The longest sleep of [`fair_busy_handler`], in microseconds; each sleep is uniform in
-/// `[MIN, MAX]`.
-const FAIR_BUSY_MAX_US: u64 = 1_000;
-/// The shortest sleep of [`fair_busy_handler`], in microseconds.
-const FAIR_BUSY_MIN_US: u64 = 50;
-/// How long [`fair_busy_handler`] keeps trying in all before `SQLITE_BUSY`, like the busy
-/// timeout of [`honker_core::open`].
-const FAIR_BUSY_TOTAL: Duration = honker_core::BUSY_TIMEOUT;
 
 /// How a handler asks for its job to be treated when it did not succeed.
 ///
@@ -574,58 +568,9 @@ fn queue_lease_ms(queue: &Queue, conn: &Connection) -> Result<i64, Error> {
     Ok(if lease > 0 { lease } else { FALLBACK_LEASE_MS })
 }
 
-/// Put [`fair_busy_handler`] on `conn` in place of the busy timeout.
+/// Share the write lock fairly on `conn` (see [`honker_core::share_write_lock`]).
 fn fair_busy(conn: &Connection) -> Result<(), Error> {
-    conn.busy_handler(Some(fair_busy_handler))
-        .map_err(|e| Error::from(honker_core::Error::from(e)))
-}
-
-/// A busy handler for connections that compete for the write lock with other processes: each
-/// retry sleeps a short random time (50 µs to 1 ms) instead of SQLite's growing backoff (which
-/// reaches 100 ms per sleep), and gives up with `SQLITE_BUSY` after about the busy timeout of
-/// [`honker_core::open`] in all. `tries` is how many times it was already called for this lock.
-///
-/// Why this is fair (ARCHITECTURE.md, "Fair sharing of the write lock"): SQLite's lock is not a
-/// queue. With its backoff, a waiter that lost a few times sleeps tens of milliseconds while the
-/// winner commits, releases and takes the lock again within microseconds, so the process that
-/// holds the lock keeps it. With short, jittered sleeps every waiter looks again within a
-/// millisecond, the writer leaves gaps between its transactions (it hands jobs to handler
-/// threads and gathers outcomes for a few ms), and which waiter wins a gap is random, so over
-/// many transactions each process wins its share.
-pub fn fair_busy_handler(tries: i32) -> bool {
-    let mean_us = (FAIR_BUSY_MIN_US + FAIR_BUSY_MAX_US) / 2;
-    let max_tries = FAIR_BUSY_TOTAL.as_micros() as u64 / mean_us;
-    if u64::try_from(tries).unwrap_or(0) >= max_tries {
-        return false;
-    }
-    let span = FAIR_BUSY_MAX_US - FAIR_BUSY_MIN_US;
-    thread::sleep(Duration::from_micros(
-        FAIR_BUSY_MIN_US + jitter() % (span + 1),
-    ));
-    true
-}
-
-/// A cheap per-thread pseudo-random number (xorshift, seeded from the clock and the thread).
-fn jitter() -> u64 {
-    use std::cell::Cell;
-    thread_local! {
-        static SEED: Cell<u64> = const { Cell::new(0) };
-    }
-    SEED.with(|s| {
-        let mut x = s.get();
-        if x == 0 {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64);
-            let here = &x as *const u64 as u64;
-            x = (t ^ here.rotate_left(17) ^ u64::from(std::process::id())) | 1;
-        }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        x
-    })
+    honker_core::share_write_lock(conn).map_err(Error::from)
 }
 
 /// Run `f`, trying again a few times while it fails with `SQLITE_BUSY` (each try already waited

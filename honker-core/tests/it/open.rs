@@ -14,14 +14,20 @@ fn open_sets_wal_and_honker_pragmas() {
         .query_row("PRAGMA synchronous", [], |r| r.get(0))
         .unwrap();
     assert_eq!(sync, 1, "synchronous=NORMAL");
+    // SQLite's automatic checkpoint and busy timeout are replaced by honker's stepped
+    // checkpoint and fair busy handler, so both pragmas read 0.
     let ckpt: i64 = conn
         .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(ckpt, 10_000);
+    assert_eq!(ckpt, 0);
     let busy: i64 = conn
         .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(busy, 5_000);
+    assert_eq!(busy, 0);
+    let temp: i64 = conn
+        .query_row("PRAGMA temp_store", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(temp, 2, "temp_store=MEMORY");
     let fk: i64 = conn
         .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
         .unwrap();
