@@ -160,7 +160,15 @@ fn new_holder() -> String {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos()),
     );
-    format!("{}-{:016x}", std::process::id(), h.finish())
+    // Written into every claimed job's row, so kept short: the pid (for people reading it) and
+    // 40 random bits in base 32 (lower case, so also unique on case-insensitive file systems).
+    // A reused pid repeats a holder only if those 40 bits repeat too.
+    const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    let bits = h.finish();
+    let tail: String = (0..8)
+        .map(|i| char::from(DIGITS[((bits >> (5 * i)) & 31) as usize]))
+        .collect();
+    format!("{}-{tail}", std::process::id())
 }
 
 /// This process's holder for the database at `db_path`, taking its lock the first time; `None`
