@@ -7,8 +7,8 @@
 //! - The lock is `flock(LOCK_EX)` on `<db file name>-honker-live-<holder>` in the database's
 //!   directory, never on the database or `-shm` (closing any descriptor of those would drop
 //!   SQLite's POSIX locks).
-//! - A holder is `<pid>-<64 random bits>`: a new process that reuses a dead one's pid has another
-//!   file, so pid reuse cannot make a dead holder look alive.
+//! - A holder is `<pid>-<40 random bits in 8 base-32 digits>`: a new process that reuses a dead
+//!   one's pid has another file, so pid reuse cannot make a dead holder look alive.
 //! - A live but stopped process (`SIGSTOP`) still holds its lock: liveness only ever shortens the
 //!   wait for the dead, never for the slow.
 //! - Where the lock file cannot be created (a read-only directory), claims carry no holder and
