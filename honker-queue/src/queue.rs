@@ -707,26 +707,23 @@ impl Queue {
             .query_row([&*self.name], |r| r.get(0))?)
     }
 
-    /// [`finish_held`] when the caller already knows whether the queue keeps history: one plain
-    /// delete when it does not.
-    pub(crate) fn finish_known(
+    /// For a queue that keeps no history (the caller asked [`Queue::keeps_history`] in this
+    /// transaction): delete each of `jobs` still held under its token, telling `done` whether
+    /// it was. One prepared statement for the batch, looked up once rather than per job.
+    pub(crate) fn delete_held_each<T>(
         &self,
         conn: &Connection,
-        id: JobId,
-        token: LeaseToken,
-        keeps_history: bool,
-        now: i64,
-    ) -> honker_core::Result<bool> {
-        if keeps_history {
-            return finish_held(conn, id, token, Some(&self.name), now);
+        jobs: impl IntoIterator<Item = (T, JobId, LeaseToken)>,
+        mut done: impl FnMut(T, bool),
+    ) -> honker_core::Result<()> {
+        let mut delete = conn.prepare_cached(
+            "DELETE FROM honker_jobs
+             WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
+        )?;
+        for (tag, id, token) in jobs {
+            done(tag, delete.execute(params![id, token, &*self.name])? > 0);
         }
-        Ok(conn
-            .prepare_cached(
-                "DELETE FROM honker_jobs
-                 WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
-            )?
-            .execute(params![id, token, &*self.name])?
-            > 0)
+        Ok(())
     }
 
     fn delete_held(&self, conn: &Connection, id: JobId, token: LeaseToken, now: i64) -> Result<()> {
@@ -748,10 +745,14 @@ impl Queue {
         }
         let now = self.now();
         let acked = write_atomically(conn, |c| {
-            let keeps_history = self.keeps_history(c)?;
             let mut acked = 0;
-            for (id, token) in jobs {
-                acked += usize::from(self.finish_known(c, *id, *token, keeps_history, now)?);
+            if self.keeps_history(c)? {
+                for (id, token) in jobs {
+                    acked += usize::from(finish_held(c, *id, *token, Some(&self.name), now)?);
+                }
+            } else {
+                let each = jobs.iter().map(|&(id, token)| ((), id, token));
+                self.delete_held_each(c, each, |(), ok| acked += usize::from(ok))?;
             }
             Ok(acked)
         })

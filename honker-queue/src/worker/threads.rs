@@ -207,17 +207,35 @@ fn commit_outcomes(
     done: Vec<Done>,
     claim: usize,
 ) -> Result<Option<Vec<ClaimedJob>>, Error> {
-    let mut results = Vec::with_capacity(done.len());
+    let mut results: Vec<Option<Result<Settled, Error>>> = Vec::new();
     let tx = (|| -> Result<Option<Vec<ClaimedJob>>, Error> {
+        results.clear();
+        results.resize_with(done.len(), || None);
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let keeps_history = sh.queue.keeps_history(conn)?;
-        for d in &done {
-            let r = settle(sh, conn, d.id, d.token, &d.outcome, Some(keeps_history));
+        if !sh.queue.keeps_history(conn)? {
+            // Plain acks, most outcomes: one delete each, fenced by the token, through one
+            // statement. An error here is the transaction's (nothing else fails a delete).
+            let acks = done.iter().enumerate().filter_map(|(i, d)| {
+                matches!(d.outcome, Outcome::Returned(Ok(None))).then_some((i, d.id, d.token))
+            });
+            sh.queue.delete_held_each(conn, acks, |i, ok| {
+                results[i] = Some(if ok {
+                    Ok(Settled::Acked)
+                } else {
+                    Err(Error::LeaseLost { id: done[i].id })
+                });
+            })?;
+        }
+        for (d, slot) in done.iter().zip(results.iter_mut()) {
+            if slot.is_some() {
+                continue;
+            }
+            let r = settle(sh, conn, d.id, d.token, &d.outcome);
             // An error that ends the whole transaction (I/O, a full disk) cannot be kept per
             // job: give every outcome back.
             match r {
                 Err(e) if conn.is_autocommit() => return Err(e),
-                r => results.push(r),
+                r => *slot = Some(r),
             }
         }
         let jobs = if claim > 0 {
@@ -245,13 +263,15 @@ fn commit_outcomes(
     };
     honker_core::kick_after_commit(conn);
     let mut st = sh.lock();
+    // The transaction committed, so every outcome has its result.
     for (d, r) in done.iter().zip(results) {
         match r {
-            Ok(s) => s.count(&mut st.report),
-            Err(e) if e.code() == "queue.lease_lost" || e.code() == "queue.not_found" => {
+            Some(Ok(s)) => s.count(&mut st.report),
+            None => {}
+            Some(Err(e)) if e.code() == "queue.lease_lost" || e.code() == "queue.not_found" => {
                 st.report.lease_lost += 1;
             }
-            Err(e) => st.report.record(e),
+            Some(Err(e)) => st.report.record(e),
         }
         st.held.remove(&d.id);
     }
@@ -425,7 +445,7 @@ fn run_in_transaction(
         ))));
         return sh
             .start_settling(job.id)
-            .then(|| settle(sh, conn, job.id, job.lease_token, &outcome, None));
+            .then(|| settle(sh, conn, job.id, job.lease_token, &outcome));
     }
     let outcome = run(handler, conn, job);
     if conn.is_autocommit() {
@@ -436,7 +456,7 @@ fn run_in_transaction(
         )));
         return sh
             .start_settling(job.id)
-            .then(|| settle(sh, conn, job.id, job.lease_token, &outcome, None));
+            .then(|| settle(sh, conn, job.id, job.lease_token, &outcome));
     }
     let ours = sh.start_settling(job.id);
     match outcome {
@@ -458,7 +478,7 @@ fn run_in_transaction(
         }
         outcome => {
             rollback(conn);
-            ours.then(|| settle(sh, conn, job.id, job.lease_token, &outcome, None))
+            ours.then(|| settle(sh, conn, job.id, job.lease_token, &outcome))
         }
     }
 }
@@ -503,7 +523,6 @@ fn settle(
     id: crate::JobId,
     token: crate::LeaseToken,
     outcome: &Outcome,
-    keeps_history: Option<bool>,
 ) -> Result<Settled, Error> {
     let q = &sh.queue;
     let retry = |delay: Option<i64>, msg: &str, panicked: bool| {
@@ -513,15 +532,6 @@ fn settle(
         })
     };
     match outcome {
-        // Inside the completer's transaction, which asked once whether the queue keeps
-        // history: one delete, fenced by the token.
-        Outcome::Returned(Ok(None)) if let Some(keeps) = keeps_history => {
-            match q.finish_known(conn, id, token, keeps, q.now()) {
-                Ok(true) => Ok(Settled::Acked),
-                Ok(false) => Err(Error::LeaseLost { id }),
-                Err(e) => Err(Error::Core(e)),
-            }
-        }
         Outcome::Returned(Ok(None)) => {
             with_busy_retry(|| q.ack(conn, id, token)).map(|()| Settled::Acked)
         }
