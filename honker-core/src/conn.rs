@@ -18,8 +18,8 @@ pub const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
 /// Open (creating if needed) the database file at `path`, configure it and migrate the schema.
 ///
-/// The connection gets `journal_mode=WAL`, `synchronous=NORMAL`, `foreign_keys=ON` and
-/// `temp_store=MEMORY`; for the write lock, [`crate::fair_busy_handler`] (up to
+/// The connection gets `journal_mode=WAL`, `synchronous=NORMAL` and `foreign_keys=ON`; for the
+/// write lock, [`crate::fair_busy_handler`] (up to
 /// [`BUSY_TIMEOUT`] in all) in place of SQLite's backoff, and checkpoints at 10,000 WAL frames
 /// that stay one per 1,000 more frames when the WAL cannot start over (see
 /// [`crate::share_write_lock`]). A file that cannot be written is opened read-only if its
@@ -34,24 +34,10 @@ pub fn open(path: impl AsRef<Path>) -> Result<Connection> {
     refuse_non_file(path)?;
     let conn = Connection::open(path).map_err(|e| at_path(e, path))?;
     prepare(&conn).map_err(|e| with_path(e, path))?;
-    keep_temp_in_memory(&conn).map_err(|e| with_path(e, path))?;
     if !conn.is_readonly(rusqlite::MAIN_DB)? {
         crate::share_write_lock(&conn).map_err(|e| with_path(e, path))?;
     }
     Ok(conn)
-}
-
-/// `PRAGMA temp_store = MEMORY` on a connection honker opened itself: a statement that changes
-/// many rows inside a transaction (a claim of a batch in the worker's completer) keeps a
-/// statement journal, and SQLite otherwise spills one larger than 64 KiB into a temporary file
-/// that it creates, writes and deletes for that one statement. A host's own connection keeps
-/// its setting ([`setup`] leaves it alone): the choice is the host's.
-fn keep_temp_in_memory(conn: &Connection) -> Result<()> {
-    let mode: i64 = conn.query_row("PRAGMA temp_store", [], |r| r.get(0))?;
-    if mode != 2 {
-        conn.execute_batch("PRAGMA temp_store = MEMORY")?;
-    }
-    Ok(())
 }
 
 /// Open the database at `path` read-only (never creating it); the schema must already exist.

@@ -24,10 +24,7 @@ fn open_sets_wal_and_honker_pragmas() {
         .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
         .unwrap();
     assert_eq!(busy, 0);
-    let temp: i64 = conn
-        .query_row("PRAGMA temp_store", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(temp, 2, "temp_store=MEMORY");
+
     let fk: i64 = conn
         .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
         .unwrap();
