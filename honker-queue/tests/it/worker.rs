@@ -1,6 +1,6 @@
 //! The `Worker` in one process: acks, results, retries of handler errors and panics, dead
-//! letters, heartbeats, lost leases, shutdown releasing held jobs, and a claim soon after a long
-//! write lock is released.
+//! letters, heartbeats, lost leases, shutdown releasing held jobs, a writer that sleeps while
+//! outcomes wait for their deadline, and a claim soon after a long write lock is released.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -460,5 +460,75 @@ fn shutdown_during_the_epoch_sample_is_not_slept_through() {
     assert!(
         matches!(done, Ok(Ok(()))),
         "shutdown did not return: {done:?}"
+    );
+}
+
+/// CPU time (user + system, in clock ticks) of this process's thread named `name`.
+#[cfg(target_os = "linux")]
+fn thread_cpu_ticks(name: &str) -> Option<u64> {
+    // Threads may come and go while this reads: skip any that vanished.
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        // Fields after the `(comm)`: state is field 3, utime 14 and stime 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        return Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?);
+    }
+    None
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_writer_sleeps_while_an_outcome_waits_for_its_deadline_with_every_slot_taken() {
+    // Two slots, both taken: a fast job's outcome waits for the completer's deadline (1 s) while
+    // a slow job still runs. The writer has nothing to claim and must sleep until the deadline
+    // (or a notice), not spin: it once looped for the whole second.
+    let db = WorkDb::new();
+    let conn = db.open();
+    let q = Queue::new("deadline").unwrap();
+    for p in [r#"{"slow":false}"#, r#"{"slow":true}"#] {
+        q.enqueue(&conn, p, &EnqueueOptions::default()).unwrap();
+    }
+    let w = Worker::start(
+        &db.path(),
+        q.clone(),
+        wake(&db),
+        WorkerOptions {
+            threads: 2,
+            batch: 2,
+            prefetch: Some(0),
+            complete_every: Duration::from_secs(1),
+            ..opts(2)
+        },
+        |job| {
+            if job.payload.contains("true") {
+                std::thread::sleep(Duration::from_millis(1_300));
+            }
+            Ok(None)
+        },
+    )
+    .unwrap();
+    // A new thread takes its name once it runs.
+    wait_until("the writer thread to be named", || {
+        thread_cpu_ticks("honker-writer").is_some()
+    });
+    let before = thread_cpu_ticks("honker-writer").unwrap_or(0);
+    wait_until("both jobs to be acked", || {
+        live_jobs(&conn, "deadline") == 0
+    });
+    let used = thread_cpu_ticks("honker-writer").unwrap_or(before) - before;
+    let report = w.shutdown().unwrap();
+    assert_eq!(report.acked, 2, "{report:?}");
+    // A spinning writer uses nearly all of the 1.3 s (about 130 ticks at 100 Hz).
+    assert!(
+        used < 30,
+        "the writer used {used} ticks of CPU while it had nothing to do"
     );
 }
