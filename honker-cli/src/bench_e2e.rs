@@ -208,8 +208,10 @@ fn worker(a: &WorkerArgs) -> Result<ExitCode> {
             let start = wall_ns();
             let mut acked = 0u64;
             let mut stall = Stall::new();
+            let mut claims = 0u64;
             loop {
                 stall.idle_from_now();
+                claims += 1;
                 let jobs = q.claim(&conn, "direct", batch, None)?;
                 if jobs.is_empty() {
                     stall.reset();
@@ -229,6 +231,7 @@ fn worker(a: &WorkerArgs) -> Result<ExitCode> {
                 start,
                 end: wall_ns(),
                 stall_ms: stall.max_ms(),
+                claims,
             }
         }
         "raw" => {
@@ -268,13 +271,14 @@ fn worker(a: &WorkerArgs) -> Result<ExitCode> {
                 start,
                 end: wall_ns(),
                 stall_ms: stall.max_ms(),
+                claims: token as u64,
             }
         }
         other => bail!("unknown --mode {other:?}: runtime, direct or raw"),
     };
     say(&format!(
-        "result acked={} handled={} start_ns={} end_ns={} stall_ms={:.1}",
-        result.acked, result.handled, result.start, result.end, result.stall_ms
+        "result acked={} handled={} start_ns={} end_ns={} stall_ms={:.1} claims={}",
+        result.acked, result.handled, result.start, result.end, result.stall_ms, result.claims
     ))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -288,6 +292,8 @@ struct Outcome {
     /// The longest time this worker went without claiming anything while the queue was not
     /// known to be finished.
     stall_ms: f64,
+    /// Claim statements run (each in a write transaction of its own or with the outcomes).
+    claims: u64,
 }
 
 /// The longest stretch without progress.
@@ -388,5 +394,6 @@ fn runtime(a: &WorkerArgs, conn: &Connection, q: Queue, batch: usize) -> Result<
         start,
         end,
         stall_ms: stall.max_ms(),
+        claims: report.claims,
     })
 }
