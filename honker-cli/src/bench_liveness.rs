@@ -83,13 +83,14 @@ fn holder(a: &HolderArgs) -> Result<ExitCode> {
         bail!("claimed {} of {} jobs", held.len(), a.jobs);
     }
     let with_holder: i64 = conn.query_row(
-        "SELECT count(*) FROM honker_jobs WHERE queue = ?1 AND state = 2 AND holder IS NOT NULL",
+        "SELECT count(*) FROM honker_jobs j JOIN honker_claimers c ON c.id = j.claimer
+         WHERE j.queue = ?1 AND j.state = 2 AND c.holder != ''",
         [QUEUE],
         |r| r.get(0),
     )?;
     if a.no_liveness {
         conn.execute(
-            "UPDATE honker_jobs SET holder = NULL WHERE queue = ?1 AND state = 2",
+            "UPDATE honker_jobs SET claimer = NULL WHERE queue = ?1 AND state = 2",
             [QUEUE],
         )?;
     } else if with_holder != a.jobs as i64 {

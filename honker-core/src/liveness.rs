@@ -341,6 +341,14 @@ pub fn is_dead(db_path: &Path, holder: &str) -> bool {
     }
 }
 
+/// Whether `holder`'s process (of the database at `db_path`) is gone: dead ([`is_dead`], which
+/// removes its lock file) or without a lock file at all. A live process keeps its lock file from
+/// its first claim on, so a holder without one will never claim again; one of another host or an
+/// older build cannot be told from a gone one (nothing on this host holds it either).
+pub fn is_gone(db_path: &Path, holder: &str) -> bool {
+    is_dead(db_path, holder) || lock_path(db_path, holder).is_some_and(|p| !p.exists())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,11 @@ const MIGRATIONS: &[Migration] = &[
         what: "no created_ms index on notifications or events, no holder index on jobs (fewer pages per write)",
         sql: include_str!("schema/v7_fewer_pages.sql"),
     },
+    Migration {
+        version: 8,
+        what: "claimers stored once, a running job names its claimer by id",
+        sql: include_str!("schema/v8_claimers.sql"),
+    },
 ];
 
 /// The schema version recorded in the database, or `None` if honker was never set up in it.

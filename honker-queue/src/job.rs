@@ -13,10 +13,11 @@ pub struct JobId(pub i64);
 /// heartbeat must present the token of the claim that holds the job.
 ///
 /// Its value is the job's claim count times 2^40 plus 40 random bits (the count wraps after
-/// 8 191 claims of one job), below 2^53 so every JSON reader keeps it exact. The random bits make
-/// it unique whatever the caller's transaction does: a claim that rolls back takes its claim count
-/// back with it, and the next claim gets the same count but other random bits (a repeat has a
-/// chance of 2^-40). It grows with every committed claim of a job (until the count wraps); treat it
+/// 8 191 claims of one job), below 2^53 so every JSON reader keeps it exact. The random bits are
+/// one draw per claim statement plus the job's id (modulo 2^40), so the jobs of one claim get
+/// distinct tokens. They make it unique whatever the caller's transaction does: a claim that
+/// rolls back takes its claim count back with it, and the next claim gets the same count but
+/// another draw (a repeat has a chance of 2^-40). It grows with every committed claim of a job (until the count wraps); treat it
 /// as opaque otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LeaseToken(pub i64);

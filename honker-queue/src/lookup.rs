@@ -1,6 +1,7 @@
 //! Operations by job id alone, whatever its queue: look a job up (live, dead or done) and cancel
 //! it.
 
+use crate::sql::JOB_WORKER;
 use honker_core::Millis;
 use rusqlite::{Connection, OptionalExtension};
 
@@ -16,11 +17,11 @@ use crate::job::{JobId, JobInfo, JobState};
 /// SQLite errors.
 pub fn job(conn: &Connection, id: JobId) -> Result<Option<JobInfo>> {
     let live = conn
-        .prepare_cached(
-            "SELECT queue, state, payload, priority, attempts, max_attempts, run_at, expires_at,
-                    dedup_key, last_error, worker, lease_expires, created_ms
-             FROM honker_jobs WHERE id = ?1",
-        )?
+        .prepare_cached(&format!(
+            "SELECT queue, state, payload, priority, attempts, max_attempts, run_at,
+                        expires_at, dedup_key, last_error, {JOB_WORKER}, lease_expires, created_ms
+                 FROM honker_jobs WHERE id = ?1"
+        ))?
         .query_row([id], |r| {
             Ok(JobInfo {
                 id,

@@ -482,28 +482,27 @@ impl Queue {
         let lease = lease_ms
             .or(probe.lease_ms)
             .unwrap_or(QueueOptions::default().lease_ms);
+        let claimer = claimer_id(conn, db_path, worker, holder.as_deref().unwrap_or(""))?;
         let take = |c: &Connection| -> honker_core::Result<Vec<(ClaimedJob, i64)>> {
             Ok(c.prepare_cached(
                 // The token is the job's claim count (`claims` before the update is read in
                 // SET) in the high bits and 40 random bits below: the count rolls back with a
                 // rolled-back claim, the random bits do not repeat, so a token is never handed
                 // out twice (see `LeaseToken`). 53 bits in all, exact in every JSON reader.
+                // The random bits are one draw per statement (an uncorrelated subquery runs
+                // once) plus the job's id, so the jobs of one claim still get distinct tokens
+                // without a draw per row. The claimer is a small integer (schema v8): the row
+                // grows as little as it can, so fewer claims split a full page.
                 "UPDATE honker_jobs SET state = 2, attempts = attempts + 1, claims = claims + 1,
                      lease_token = max(1, (((claims + 1) & 8191) << 40)
-                                          | (random() & 1099511627775)),
-                     lease_expires = ?3, worker = ?4, holder = ?5
+                         | ((((SELECT random()) & 1099511627775) + id) & 1099511627775)),
+                     lease_expires = ?3, claimer = ?4, worker = NULL, holder = NULL
                  WHERE id IN (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0
                               ORDER BY priority DESC, run_at, id LIMIT ?2 + 0)
                  RETURNING id, payload, attempts, max_attempts, lease_token, priority, run_at",
             )?
             .query_map(
-                params![
-                    &*self.name,
-                    n as i64,
-                    now.saturating_add(lease),
-                    worker,
-                    holder.as_deref()
-                ],
+                params![&*self.name, n as i64, now.saturating_add(lease), claimer],
                 |r| {
                     Ok((
                         ClaimedJob {
@@ -553,10 +552,16 @@ impl Queue {
             return Ok(false);
         }
         // One pass over the running jobs (the partial leases index): there is no index on the
-        // holder, since keeping one cost every claim and every ack an index write (schema v7).
+        // claimer, since keeping one cost every claim and every ack an index write (schema
+        // v7). A job claimed by an older build names its holder itself (claimer NULL).
         let holders: Vec<String> = conn
             .prepare_cached(
-                "SELECT DISTINCT holder FROM honker_jobs WHERE state = 2 AND holder IS NOT NULL",
+                "SELECT c.holder FROM honker_claimers c
+                 WHERE c.holder != '' AND c.id IN
+                     (SELECT claimer FROM honker_jobs WHERE state = 2 AND claimer IS NOT NULL)
+                 UNION
+                 SELECT holder FROM honker_jobs
+                 WHERE state = 2 AND claimer IS NULL AND holder IS NOT NULL",
             )?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
@@ -566,7 +571,9 @@ impl Queue {
                 // One statement: atomic by itself, and a failure leaves the leases to expire.
                 conn.prepare_cached(
                     "UPDATE honker_jobs SET lease_expires = ?2
-                     WHERE state = 2 AND holder = ?1 AND lease_expires > ?2",
+                     WHERE state = 2 AND lease_expires > ?2
+                       AND (claimer IN (SELECT id FROM honker_claimers WHERE holder = ?1)
+                            OR (claimer IS NULL AND holder = ?1))",
                 )?
                 .execute(params![h, now])?;
                 any = true;
@@ -611,7 +618,7 @@ impl Queue {
             )?;
             conn.prepare_cached(
                 "UPDATE honker_jobs SET state = 0, lease_token = NULL, lease_expires = NULL,
-                     worker = NULL, last_error = 'lease expired'
+                     claimer = NULL, worker = NULL, holder = NULL, last_error = 'lease expired'
                  WHERE id IN (SELECT id FROM honker_jobs
                               WHERE queue = ?1 AND state = 2 AND lease_expires <= ?2
                               ORDER BY lease_expires LIMIT ?3 + 0)",
@@ -833,7 +840,8 @@ impl Queue {
             };
             c.prepare_cached(
                 "UPDATE honker_jobs SET state = ?2, run_at = ?3, lease_token = NULL,
-                     lease_expires = NULL, worker = NULL, last_error = coalesce(?4, last_error)
+                     lease_expires = NULL, claimer = NULL, worker = NULL, holder = NULL,
+                     last_error = coalesce(?4, last_error)
                  WHERE id = ?1",
             )?
             .execute(params![id, state, run_at, error])?;
@@ -872,7 +880,8 @@ impl Queue {
         let n = conn
             .prepare_cached(
                 "UPDATE honker_jobs SET state = 0, attempts = max(attempts - 1, 0),
-                     lease_token = NULL, lease_expires = NULL, worker = NULL
+                     lease_token = NULL, lease_expires = NULL, claimer = NULL, worker = NULL,
+                     holder = NULL
                  WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
             )?
             .execute(params![id, token, &*self.name])?;
@@ -1037,7 +1046,8 @@ pub(crate) fn finish_held(
         .prepare_cached(
             "INSERT OR REPLACE INTO honker_history (id, queue, payload, priority, attempts,
                  max_attempts, worker, created_ms, done_ms)
-             SELECT j.id, j.queue, j.payload, j.priority, j.attempts, j.max_attempts, j.worker,
+             SELECT j.id, j.queue, j.payload, j.priority, j.attempts, j.max_attempts,
+                    coalesce((SELECT worker FROM honker_claimers WHERE id = j.claimer), j.worker),
                     j.created_ms, ?4
              FROM honker_jobs j JOIN honker_queues q ON q.name = j.queue
              WHERE j.id = ?1 AND j.lease_token = ?2 AND j.state = 2
@@ -1105,3 +1115,42 @@ impl fmt::Display for Carried {
 }
 
 impl std::error::Error for Carried {}
+
+/// The id of the `(worker, holder)` claimer in `honker_claimers` (schema v8; `holder` is '' when
+/// this process has no liveness lock file), added by its first claim in the file. Adding one
+/// first forgets the claimers whose process is gone and which no running job names, so the table
+/// holds about one row per live claimer. In the caller's transaction if there is one: a claim
+/// that rolls back takes its new row back with it.
+fn claimer_id(conn: &Connection, db: Option<&Path>, worker: &str, holder: &str) -> Result<i64> {
+    let find = |c: &Connection| {
+        c.prepare_cached("SELECT id FROM honker_claimers WHERE worker = ?1 AND holder = ?2")?
+            .query_row(params![worker, holder], |r| r.get::<_, i64>(0))
+            .optional()
+    };
+    if let Some(id) = find(conn)? {
+        return Ok(id);
+    }
+    if let Some(db) = db {
+        let gone: Vec<(i64, String)> = conn
+            .prepare_cached(
+                "SELECT id, holder FROM honker_claimers
+                 WHERE holder != '' AND id NOT IN
+                     (SELECT claimer FROM honker_jobs WHERE state = 2 AND claimer IS NOT NULL)",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .filter(|(_, h)| honker_core::liveness::is_gone(db, h))
+            .collect();
+        for (id, _) in gone {
+            // A gone process never claims again, so nothing can name this row after the look.
+            conn.prepare_cached("DELETE FROM honker_claimers WHERE id = ?1")?
+                .execute([id])?;
+        }
+    }
+    conn.prepare_cached("INSERT OR IGNORE INTO honker_claimers (worker, holder) VALUES (?1, ?2)")?
+        .execute(params![worker, holder])?;
+    Ok(conn
+        .prepare_cached("SELECT id FROM honker_claimers WHERE worker = ?1 AND holder = ?2")?
+        .query_row(params![worker, holder], |r| r.get(0))?)
+}

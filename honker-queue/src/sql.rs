@@ -26,6 +26,13 @@ use crate::queue::Queue;
 
 const PURGE_OPTIONS: &[&str] = &["older_than_ms"];
 
+/// A SQL expression for the worker name of a row of `honker_jobs` (NULL unless it runs): its
+/// claimer's (schema v8), or the name an older build wrote into the row itself. For queries of
+/// `honker_jobs` under its own name (no alias), such as
+/// `SELECT id, {JOB_WORKER} FROM honker_jobs WHERE state = 2`.
+pub const JOB_WORKER: &str = "coalesce((SELECT c.worker FROM honker_claimers c
+     WHERE c.id = honker_jobs.claimer), honker_jobs.worker)";
+
 /// Register the queue SQL functions on `conn`.
 ///
 /// Queue (`queue` is a name, `options` a JSON object text, ids and tokens INTEGER):

@@ -55,8 +55,9 @@ RAW_ENQUEUE = (
 )
 RAW_CLAIM = (
     "UPDATE honker_jobs SET state = 2, attempts = attempts + 1, claims = claims + 1,"
-    " lease_token = max(1, (((claims + 1) & 8191) << 40) | (random() & 1099511627775)),"
-    " lease_expires = ?3, worker = ?4, holder = ?5"
+    " lease_token = max(1, (((claims + 1) & 8191) << 40)"
+    " | ((((SELECT random()) & 1099511627775) + id) & 1099511627775)),"
+    " lease_expires = ?3, claimer = ?4, worker = NULL, holder = NULL"
     " WHERE id IN (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0"
     " ORDER BY priority DESC, run_at, id LIMIT ?2 + 0)"
     " RETURNING id, payload, attempts, max_attempts, lease_token, priority, run_at"
@@ -278,7 +279,7 @@ def claim_ack(variant, host, path, depth, batch):
         def body_raw():
             done = 0
             while done < depth:
-                rows = ex(RAW_CLAIM, (QUEUE, batch, now_ms() + 30_000, "w1", None)).fetchall()
+                rows = ex(RAW_CLAIM, (QUEUE, batch, now_ms() + 30_000, 1)).fetchall()
                 if not rows:
                     raise SystemExit("raw: claim returned nothing")
                 for row in rows:
@@ -524,7 +525,7 @@ def listener(variant, kind, path, n, ext, raw_ddl):
                     lat.append((t - loads(row[2])["t"]) / 1e3)
                     last = row[0]
             else:
-                rows = ex(RAW_CLAIM, (QUEUE, 1, now_ms() + 30_000, "w1", None)).fetchall()
+                rows = ex(RAW_CLAIM, (QUEUE, 1, now_ms() + 30_000, 1)).fetchall()
                 t = mono()
                 for row in rows:
                     lat.append((t - loads(row[1])["t"]) / 1e3)

@@ -24,7 +24,8 @@ def test_kill_9_of_one_of_four_workers_mid_job_loses_nothing_and_applies_nothing
     held: list = []
     for _ in range(200):
         os.kill(victim.pid, signal.SIGSTOP)
-        held = [r[0] for r in db.execute("SELECT id FROM honker_jobs WHERE state = 2 AND worker LIKE ?",
+        held = [r[0] for r in db.execute("SELECT id FROM honker_jobs WHERE state = 2 AND claimer IN"
+                                         " (SELECT id FROM honker_claimers WHERE worker LIKE ?)",
                                          (f"%:{victim.pid}:%",))]
         if held:
             break
@@ -34,7 +35,7 @@ def test_kill_9_of_one_of_four_workers_mid_job_loses_nothing_and_applies_nothing
     victim.wait(10)
     # The victim died holding claimed jobs (its 2 slots are nearly always full).
     assert held, ("the victim held no job when killed", victim.pid,
-                  db.execute("SELECT state, worker, count(*) FROM honker_jobs GROUP BY 1, 2").fetchall(),
+                  db.execute("SELECT state, claimer, count(*) FROM honker_jobs GROUP BY 1, 2").fetchall(),
                   victim.stderr.read() if victim.stderr else "")
 
     def done() -> bool:
@@ -43,7 +44,7 @@ def test_kill_9_of_one_of_four_workers_mid_job_loses_nothing_and_applies_nothing
     try:
         wait_until(done, timeout=25, what="every job acked")
     except AssertionError:
-        rows = db.execute("SELECT id, state, attempts, worker, lease_expires, run_at FROM honker_jobs").fetchall()
+        rows = db.execute("SELECT id, state, attempts, claimer, lease_expires, run_at FROM honker_jobs").fetchall()
         import time as _t
         for p in procs[1:]:
             p.kill()

@@ -256,7 +256,8 @@ pub(crate) fn run(args: &DemoArgs, db: &Path, conn: &Connection) -> Result<Queue
         let held_by_victim = |conn: &Connection| -> Result<Vec<i64>> {
             Ok(conn
                 .prepare(
-                    "SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 2 AND worker = ?2",
+                    "SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 2
+                     AND claimer IN (SELECT id FROM honker_claimers WHERE worker = ?2)",
                 )?
                 .query_map(rusqlite::params![QUEUE, worker_ids[victim]], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?)

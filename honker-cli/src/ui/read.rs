@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{Result, bail};
 use honker_core::{Clock, SystemClock};
+use honker_queue::sql::JOB_WORKER;
 use honker_queue::{JobId, Queue};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -199,15 +200,15 @@ pub(crate) fn channels(conn: &Connection) -> Result<Vec<Value>> {
 pub(crate) fn workers(conn: &Connection) -> Result<Vec<Value>> {
     let now = now_ms();
     let mut out = Vec::new();
-    let mut held = conn.prepare_cached(
-        "SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 2 AND worker IS ?2
-         ORDER BY lease_expires LIMIT 20",
-    )?;
+    let mut held = conn.prepare_cached(&format!(
+        "SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 2 AND {JOB_WORKER} IS ?2
+         ORDER BY lease_expires LIMIT 20"
+    ))?;
     for queue in queue_names(conn)? {
-        let mut stmt = conn.prepare_cached(
-            "SELECT worker, count(*), min(lease_expires), max(lease_expires)
-             FROM honker_jobs WHERE queue = ?1 AND state = 2 GROUP BY worker ORDER BY worker",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {JOB_WORKER} AS w, count(*), min(lease_expires), max(lease_expires)
+             FROM honker_jobs WHERE queue = ?1 AND state = 2 GROUP BY w ORDER BY w"
+        ))?;
         let rows: Vec<(Option<String>, i64, i64, i64)> = stmt
             .query_map([&queue], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -472,20 +473,22 @@ pub(crate) struct Page {
     pub(crate) scanned_to: i64,
 }
 
-fn columns(state: StateFilter) -> &'static str {
+fn columns(state: StateFilter) -> String {
     match state {
         StateFilter::Dead => {
-            "id, queue, 'dead', payload, priority, attempts, max_attempts, died_ms, created_ms,
-             NULL, NULL, last_error, dedup_key, reason"
+            "id, queue, 'dead', payload, priority, attempts, max_attempts, died_ms,
+             created_ms, NULL, NULL, last_error, dedup_key, reason"
+                .into()
         }
         StateFilter::Done => {
-            "id, queue, 'done', payload, priority, attempts, max_attempts, done_ms, created_ms,
-             worker, NULL, NULL, NULL, NULL"
+            "id, queue, 'done', payload, priority, attempts, max_attempts, done_ms,
+             created_ms, worker, NULL, NULL, NULL, NULL"
+                .into()
         }
-        _ => {
+        _ => format!(
             "id, queue, state, payload, priority, attempts, max_attempts, run_at, created_ms,
-             worker, lease_expires, last_error, dedup_key, NULL"
-        }
+             {JOB_WORKER}, lease_expires, last_error, dedup_key, NULL"
+        ),
     }
 }
 
@@ -555,7 +558,7 @@ pub(crate) fn jobs(
     let (clause, args) = filter.clause(now)?;
     let sql = format!(
         "{} LIMIT ?3 + 0",
-        window_sql(filter, columns(filter.state), &clause)
+        window_sql(filter, &columns(filter.state), &clause)
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let floor = bottom(conn, filter.state)?;
@@ -732,7 +735,7 @@ mod tests {
                 error: (state != StateFilter::Done).then(|| "boom".into()),
             };
             let (clause, args) = f.clause(0).unwrap();
-            let list = format!("{} LIMIT ?3 + 0", window_sql(&f, columns(state), &clause));
+            let list = format!("{} LIMIT ?3 + 0", window_sql(&f, &columns(state), &clause));
             assert_no_scan(&conn, &list, args.len() + 3);
             let p = plan(&conn, &list, args.len() + 3);
             assert!(

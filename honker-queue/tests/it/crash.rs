@@ -18,7 +18,10 @@ use crate::worker_support::{
 /// The running jobs that the worker named `worker_id` holds, with their attempts.
 fn held_by(conn: &rusqlite::Connection, worker_id: &str) -> HashMap<i64, u32> {
     let mut stmt = conn
-        .prepare("SELECT id, attempts FROM honker_jobs WHERE state = 2 AND worker = ?1")
+        .prepare(
+            "SELECT id, attempts FROM honker_jobs WHERE state = 2
+             AND claimer IN (SELECT id FROM honker_claimers WHERE worker = ?1)",
+        )
         .unwrap();
     stmt.query_map([worker_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
@@ -296,7 +299,12 @@ fn killed_between_return_and_commit(comeback: Comeback) {
     assert_eq!(count(&conn, "SELECT count(*) FROM honker_results"), 0);
     if comeback == Comeback::LeaseExpiry {
         let holder: String = conn
-            .query_row("SELECT DISTINCT holder FROM honker_jobs", [], |r| r.get(0))
+            .query_row(
+                "SELECT DISTINCT c.holder FROM honker_jobs j
+                 JOIN honker_claimers c ON c.id = j.claimer",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         let lock = honker_core::liveness::lock_path(&db.path(), &holder).unwrap();
         std::fs::remove_file(&lock).expect("the child's liveness lock file");

@@ -90,7 +90,8 @@ fn a_killed_workers_jobs_come_back_at_once_not_at_lease_expiry() {
     assert_eq!(
         count(
             &conn,
-            "SELECT count(*) FROM honker_jobs WHERE state = 2 AND holder IS NOT NULL"
+            "SELECT count(*) FROM honker_jobs j JOIN honker_claimers c ON c.id = j.claimer
+             WHERE j.state = 2 AND c.holder != ''"
         ),
         10
     );
@@ -170,4 +171,134 @@ fn a_stopped_worker_keeps_its_jobs_until_its_lease_ends_and_none_runs_twice() {
         4
     );
     assert_eq!(count(&conn, "SELECT count(*) FROM handled"), 4);
+}
+
+/// The claimer id of running job `id` and that claimer's (worker, holder).
+fn claimer_of(conn: &rusqlite::Connection, id: i64) -> (i64, String, String) {
+    conn.query_row(
+        "SELECT c.id, c.worker, c.holder FROM honker_jobs j JOIN honker_claimers c
+         ON c.id = j.claimer WHERE j.id = ?1 AND j.state = 2",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn each_claimer_is_stored_once_and_forgotten_once_its_process_is_gone() {
+    let db = WorkDb::new();
+    enqueue(&db, 8);
+    let conn = db.open();
+    let q = Queue::new(QUEUE).unwrap();
+    let own = honker_core::liveness::holder(&db.path()).expect("a liveness lock file");
+    let a = q.claim(&conn, "a", 2, None).unwrap();
+    let a_again = q.claim(&conn, "a", 1, None).unwrap();
+    let (id_a, worker, holder) = claimer_of(&conn, a[0].id.0);
+    assert_eq!((worker.as_str(), holder.as_str()), ("a", own.as_ref()));
+    assert_eq!(claimer_of(&conn, a[1].id.0).0, id_a);
+    assert_eq!(
+        claimer_of(&conn, a_again[0].id.0).0,
+        id_a,
+        "one row per claimer"
+    );
+    assert_eq!(
+        honker_queue::job(&conn, a[0].id)
+            .unwrap()
+            .unwrap()
+            .worker
+            .as_deref(),
+        Some("a")
+    );
+    // Rows of processes that are gone (no lock file), one still named by a running job, and of
+    // a claimer that had no lock file ('').
+    conn.execute_batch(
+        "INSERT INTO honker_claimers (worker, holder) VALUES
+             ('gone-unused', '4242-gone0001'), ('gone-running', '4242-gone0002'),
+             ('no-lock-file', '')",
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE honker_jobs SET claimer = (SELECT id FROM honker_claimers
+             WHERE worker = 'gone-running') WHERE id = ?1",
+        [a_again[0].id.0],
+    )
+    .unwrap();
+    let names = |conn: &rusqlite::Connection| -> Vec<String> {
+        conn.prepare("SELECT worker FROM honker_claimers ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    // b's first claim forgets the gone claimer no running job names, and only that one.
+    q.claim(&conn, "b", 1, None).unwrap();
+    assert_eq!(
+        names(&conn),
+        ["a", "gone-running", "no-lock-file", "b"].map(String::from)
+    );
+    assert_eq!(
+        q.claim(&conn, "a", 1, None).unwrap().len(),
+        1,
+        "a's later claims add nothing"
+    );
+    assert_eq!(names(&conn).len(), 4);
+    // Once no running job names it, the next new claimer forgets it too.
+    q.release(&conn, a_again[0].id, a_again[0].lease_token)
+        .unwrap();
+    q.claim(&conn, "c", 1, None).unwrap();
+    assert_eq!(
+        names(&conn),
+        ["a", "no-lock-file", "b", "c"].map(String::from)
+    );
+    // Ids are never reused: each new claimer's is larger than any before.
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM honker_claimers ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(ids[3] > 5, "{ids:?}");
+}
+
+#[test]
+fn a_job_an_older_build_claimed_keeps_its_worker_and_its_dead_holder_is_found() {
+    let db = WorkDb::new();
+    enqueue(&db, 2);
+    let conn = db.open();
+    let q = Queue::new(QUEUE).unwrap();
+    let held = q.claim(&conn, "new", 1, Some(600_000)).unwrap();
+    // As a v7 build wrote it: the names in the row, no claimer; its holder's lock file is free.
+    let dead = "4343-old00001";
+    let lock = honker_core::liveness::lock_path(&db.path(), dead).unwrap();
+    std::fs::write(&lock, b"").unwrap();
+    conn.execute(
+        "UPDATE honker_jobs SET claimer = NULL, worker = 'old-w', holder = ?2 WHERE id = ?1",
+        rusqlite::params![held[0].id.0, dead],
+    )
+    .unwrap();
+    assert_eq!(
+        honker_queue::job(&conn, held[0].id)
+            .unwrap()
+            .unwrap()
+            .worker
+            .as_deref(),
+        Some("old-w")
+    );
+    honker_core::liveness::forget_alive();
+    // The next claim finds the old holder dead and takes its job back at once, with the other.
+    let again = q.claim(&conn, "new", 2, Some(600_000)).unwrap();
+    let mut got: Vec<i64> = again.iter().map(|j| j.id.0).collect();
+    got.sort_unstable();
+    assert!(got.contains(&held[0].id.0), "{got:?}");
+    assert!(!lock.exists(), "the dead holder's lock file is removed");
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM honker_jobs WHERE holder IS NOT NULL OR worker IS NOT NULL"
+        ),
+        0,
+        "a new claim leaves no name in the row"
+    );
 }

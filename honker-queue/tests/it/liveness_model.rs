@@ -282,8 +282,9 @@ fn real_jobs(conn: &Connection) -> BTreeMap<i64, RealRow> {
     let mut stmt = conn
         .prepare(
             "SELECT id, state, attempts, lease_token, lease_expires,
-                    CASE WHEN state = 2 THEN holder END
-             FROM honker_jobs WHERE queue = ?1",
+                    CASE WHEN state = 2 THEN
+                        (SELECT c.holder FROM honker_claimers c WHERE c.id = j.claimer) END
+             FROM honker_jobs j WHERE queue = ?1",
         )
         .unwrap();
     stmt.query_map([QUEUE], |r| {

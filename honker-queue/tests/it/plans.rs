@@ -186,6 +186,11 @@ fn every_queue_statement_uses_an_index() {
             if sql.contains("holder") && l.ends_with("USING INDEX honker_jobs_leases") {
                 continue;
             }
+            // A claimer's first claim in a file forgets the claimers that are gone: one pass
+            // over honker_claimers, which holds about a row per live claimer (schema v8).
+            if sql.contains("FROM honker_claimers") && l.ends_with("SCAN honker_claimers") {
+                continue;
+            }
             failures.push(format!("{sql}\n    -> {l}"));
         }
         if sql.contains("lease_token = (SELECT value FROM honker_meta") {
