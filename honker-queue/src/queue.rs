@@ -727,8 +727,13 @@ impl Queue {
             "DELETE FROM honker_jobs
              WHERE id = ?1 AND lease_token = ?2 AND state = 2 AND queue = ?3",
         )?;
+        // The queue's name is bound once for the batch (a binding outlives each run's reset):
+        // a text binding copies its string, once per job before.
+        delete.raw_bind_parameter(3, &*self.name)?;
         for (tag, id, token) in jobs {
-            done(tag, delete.execute(params![id, token, &*self.name])? > 0);
+            delete.raw_bind_parameter(1, id)?;
+            delete.raw_bind_parameter(2, token)?;
+            done(tag, delete.raw_execute()? > 0);
         }
         Ok(())
     }
