@@ -1,12 +1,12 @@
 //! Operations by job id alone, whatever its queue: look a job up (live, dead or done) and cancel
 //! it.
 
-use crate::sql::JOB_WORKER;
 use honker_core::Millis;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::Result;
 use crate::job::{JobId, JobInfo, JobState};
+use crate::sql::JOB_WORKER;
 
 /// Everything known about job `id`: live (pending, scheduled, running), dead, or done (acked, in a
 /// queue that keeps a history); `None` when it was acked without history, cancelled, purged, or

@@ -1155,7 +1155,5 @@ fn claimer_id(conn: &Connection, db: Option<&Path>, worker: &str, holder: &str) 
     }
     conn.prepare_cached("INSERT OR IGNORE INTO honker_claimers (worker, holder) VALUES (?1, ?2)")?
         .execute(params![worker, holder])?;
-    Ok(conn
-        .prepare_cached("SELECT id FROM honker_claimers WHERE worker = ?1 AND holder = ?2")?
-        .query_row(params![worker, holder], |r| r.get(0))?)
+    Ok(find(conn)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?)
 }
