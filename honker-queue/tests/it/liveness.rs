@@ -5,7 +5,7 @@
 use honker_queue::{EnqueueOptions, Queue, Worker, WorkerOptions};
 
 use crate::worker_support::{
-    Proc, WorkDb, child_db, child_var, count, integrity_ok, is_child, read_parent_line,
+    Proc, WorkDb, child_db, child_var, column, count, integrity_ok, is_child, read_parent_line,
     record_handled, tell, wait_until,
 };
 
@@ -224,12 +224,7 @@ fn each_claimer_is_stored_once_and_forgotten_once_its_process_is_gone() {
     )
     .unwrap();
     let names = |conn: &rusqlite::Connection| -> Vec<String> {
-        conn.prepare("SELECT worker FROM honker_claimers ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        column(conn, "SELECT worker FROM honker_claimers ORDER BY id")
     };
     // b's first claim forgets the gone claimer no running job names, and only that one.
     q.claim(&conn, "b", 1, None).unwrap();
@@ -252,13 +247,7 @@ fn each_claimer_is_stored_once_and_forgotten_once_its_process_is_gone() {
         ["a", "no-lock-file", "b", "c"].map(String::from)
     );
     // Ids are never reused: each new claimer's is larger than any before.
-    let ids: Vec<i64> = conn
-        .prepare("SELECT id FROM honker_claimers ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let ids: Vec<i64> = column(&conn, "SELECT id FROM honker_claimers ORDER BY id");
     assert!(ids[3] > 5, "{ids:?}");
 }
 
@@ -289,8 +278,7 @@ fn a_job_an_older_build_claimed_keeps_its_worker_and_its_dead_holder_is_found() 
     honker_core::liveness::forget_alive();
     // The next claim finds the old holder dead and takes its job back at once, with the other.
     let again = q.claim(&conn, "new", 2, Some(600_000)).unwrap();
-    let mut got: Vec<i64> = again.iter().map(|j| j.id.0).collect();
-    got.sort_unstable();
+    let got: Vec<i64> = again.iter().map(|j| j.id.0).collect();
     assert!(got.contains(&held[0].id.0), "{got:?}");
     assert!(!lock.exists(), "the dead holder's lock file is removed");
     assert_eq!(

@@ -8,8 +8,8 @@ use std::time::Duration;
 use honker_queue::{EnqueueOptions, Queue, Worker, WorkerOptions};
 
 use crate::worker_support::{
-    Proc, WorkDb, child_db, child_var, count, integrity_ok, is_child, now_ms, read_parent_line,
-    record_handled, tell, wait_until,
+    Proc, WorkDb, child_db, child_var, column, count, integrity_ok, is_child, now_ms,
+    read_parent_line, record_handled, tell, wait_until,
 };
 
 const QUEUE: &str = "mp";
@@ -197,13 +197,7 @@ fn four_worker_processes_drain_two_producers_jobs_each_exactly_once() {
     }
     assert_each_handled_once(&conn, total);
     // Every worker process took part.
-    let per_pid: Vec<i64> = conn
-        .prepare("SELECT count(*) FROM handled GROUP BY pid")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let per_pid: Vec<i64> = column(&conn, "SELECT count(*) FROM handled GROUP BY pid");
     eprintln!("jobs handled per worker process: {per_pid:?}");
     // The exactly-once checks above only mean something if processes really competed. Equal
     // shares are not promised: under write-lock contention SQLite's busy handler backs off, and

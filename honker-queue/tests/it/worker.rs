@@ -9,7 +9,7 @@ use std::time::Duration;
 use honker_queue::{EnqueueOptions, HandlerError, JobState, Queue, Worker, WorkerOptions};
 
 use crate::worker_support::{
-    WorkDb, count, integrity_ok, long_backoff, now_ms, record_handled, wait_until,
+    WorkDb, column, count, integrity_ok, long_backoff, now_ms, record_handled, wait_until,
 };
 
 fn live_jobs(conn: &rusqlite::Connection, q: &str) -> i64 {
@@ -95,13 +95,7 @@ fn a_transactional_handler_commits_its_writes_with_the_ack_and_rolls_back_on_err
     let report = w.shutdown().unwrap();
     assert_eq!((report.acked, report.retried, report.dead), (1, 1, 1));
     // The good job's row committed with its ack; the bad job's row was rolled back.
-    let rows: Vec<i64> = conn
-        .prepare("SELECT job_id FROM handled")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<i64> = column(&conn, "SELECT job_id FROM handled");
     assert_eq!(rows, vec![good.0]);
     let dead = honker_queue::job(&conn, bad).unwrap().expect("dead job");
     assert_eq!(dead.state, JobState::Dead);

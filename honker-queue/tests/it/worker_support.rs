@@ -79,6 +79,13 @@ pub(crate) fn count(conn: &Connection, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// The first column of every row `sql` returns.
+pub(crate) fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+    conn.prepare(sql)
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 pub(crate) fn integrity_ok(conn: &Connection) {
     let s: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
