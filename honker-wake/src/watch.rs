@@ -86,6 +86,13 @@ pub(crate) trait Trigger: Send {
     /// Block until a hint arrives or `until` passes, returning early once `quit()` is true (it
     /// is true when the watcher should stop or park).
     fn wait(&mut self, until: Instant, quit: &dyn Fn() -> bool) -> Signal;
+
+    /// Called with `true` before the watcher parks (no waiter) and with `false` once it wakes,
+    /// before it polls `data_version`. A trigger whose events cost every writer something (the
+    /// kernel queues an inotify event for each write to the WAL, in the writer's own system
+    /// call) stops the per-write ones while parked: nobody would read them, and the poll that
+    /// follows unparking covers every commit made meanwhile.
+    fn quiet(&mut self, _quiet: bool) {}
 }
 
 /// Wakes a trigger blocked in [`Trigger::wait`] from another thread (shutdown, a new waiter).
@@ -566,7 +573,10 @@ fn poll_loop(shared: &Shared, mut poller: Poller, mut armed: Armed) -> Result<()
             return Ok(());
         }
         if shared.cell.waiters() == 0 {
+            armed.trigger.quiet(true);
             shared.cell.park_watcher(None);
+            // Events again before the poll below, so a commit after that poll raises one.
+            armed.trigger.quiet(false);
             // A waiter may arrive long after the last look: look at the file and at
             // `data_version` at once (hints that came meanwhile were only hints).
             let now = Instant::now();
