@@ -11,6 +11,19 @@ use honker_core::{Clock, Millis, WakeSource};
 use super::{HandlerResult, WorkerReport};
 use crate::{ClaimedJob, Error, JobId, LeaseToken, Queue};
 
+/// More handler threads are woken for ready jobs only while the threads already on them would
+/// take longer than this to work through them (at their mean time per job). Waking a sleeping
+/// thread costs the waker about 20 µs on a 2-core VM (its CPU is woken from idle), and each one
+/// woken competes for the CPUs with the writer holding the write lock: a stream of short jobs
+/// is best left to one thread, a backlog of long ones gets every thread at once.
+const WAKE_WORTH: Duration = Duration::from_micros(200);
+/// The mean time per job a worker assumes before it has run any: long, so a first backlog
+/// engages every thread.
+const FIRST_MEAN: Duration = Duration::from_millis(1);
+/// Jobs waited this long with no thread taking one while threads sleep: the running ones ran
+/// far past the mean, so the writer wakes one more (see [`Shared::watch_ready`]).
+pub(super) const STALL_AFTER: Duration = Duration::from_millis(1);
+
 /// The resolved options.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -92,8 +105,16 @@ pub(super) struct State {
     /// The writer thread waits on its condition variable: a notice must wake it. Notices are
     /// sent only then, since each one is a system call even with nobody waiting.
     writer_waiting: bool,
-    /// Handler threads waiting for a job.
+    /// Handler threads waiting for a job (those woken but not yet back included).
     idle_handlers: usize,
+    /// Handler threads woken for ready jobs that have not taken the lock yet.
+    waking: usize,
+    /// Handler threads running a job.
+    running_handlers: usize,
+    /// The running mean of a handler's time per job, in nanoseconds.
+    mean_run_ns: u64,
+    /// Ready jobs taken by handler threads so far: the writer's watch for stalls.
+    takes: u64,
     /// The heartbeat thread waits with no deadline (it held nothing): new jobs must wake it.
     heartbeat_idle: bool,
     /// Handler threads left running a handler at shutdown.
@@ -102,6 +123,40 @@ pub(super) struct State {
 }
 
 impl State {
+    fn new() -> State {
+        State {
+            mean_run_ns: u64::try_from(FIRST_MEAN.as_nanos()).unwrap_or(u64::MAX),
+            ..State::default()
+        }
+    }
+
+    /// Whether one more sleeping handler thread should be woken for the ready jobs: some are
+    /// ready, a thread sleeps, and none runs or those running (and those already woken) would
+    /// take longer than [`WAKE_WORTH`] to work through the ready jobs at the mean time per job.
+    /// When it should, it is counted as woken: notify `jobs_cv` once the lock is dropped.
+    fn wake_another(&mut self) -> bool {
+        let asleep = self.idle_handlers.saturating_sub(self.waking);
+        if asleep == 0 || self.ready.is_empty() {
+            return false;
+        }
+        let on_it = (self.running_handlers + self.waking) as u128;
+        let backlog = self.ready.len() as u128 * u128::from(self.mean_run_ns);
+        let worth = on_it == 0 || backlog > WAKE_WORTH.as_nanos() * on_it;
+        if worth {
+            self.waking += 1;
+        }
+        worth
+    }
+
+    /// A handler thread ran a job for `d`.
+    fn ran(&mut self, d: Duration) {
+        let d = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.running_handlers = self.running_handlers.saturating_sub(1);
+        // A mean over the last few jobs (a quarter weight to the newest), so a change in the
+        // jobs' length shows within a handful of them.
+        self.mean_run_ns = self.mean_run_ns - self.mean_run_ns / 4 + d / 4;
+    }
+
     /// Held jobs a handler has not finished yet (ready or running).
     pub(super) fn unfinished(&self) -> usize {
         self.held
@@ -154,7 +209,7 @@ impl Shared {
         worker_id: String,
     ) -> Shared {
         Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new()),
             jobs_cv: Condvar::new(),
             writer_cv: Condvar::new(),
             heartbeat_cv: Condvar::new(),
@@ -217,7 +272,7 @@ impl Shared {
         let next_heartbeat = Instant::now() + self.settings.heartbeat_every;
         let mut st = self.lock();
         st.report.claimed += jobs.len() as u64;
-        let (n, idle, heartbeat_idle) = (jobs.len(), st.idle_handlers, st.heartbeat_idle);
+        let heartbeat_idle = st.heartbeat_idle;
         for job in jobs {
             st.held.insert(
                 job.id,
@@ -231,29 +286,33 @@ impl Shared {
             );
             st.ready.push_back(job);
         }
+        // One sleeping handler thread at most (busy ones take the next job as they finish):
+        // each thread that takes a job wakes the next one if the backlog is worth it. And the
+        // heartbeat thread only when it waits with no deadline: the new jobs are due no sooner
+        // than any it already holds.
+        let wake = st.wake_another();
         drop(st);
-        // Wake only the handler threads that wait (busy ones take the next job as they finish),
-        // and the heartbeat thread only when it waits with no deadline: the new jobs are due
-        // no sooner than any it already holds.
-        if idle >= n {
-            (0..n).for_each(|_| self.jobs_cv.notify_one());
-        } else if idle > 0 {
-            self.jobs_cv.notify_all();
+        if wake {
+            self.jobs_cv.notify_one();
         }
         if heartbeat_idle {
             self.heartbeat_cv.notify_one();
         }
     }
 
-    /// For handler thread `thread`: hand over the outcome of the job it `finished`, if any
-    /// (see [`Shared::push_outcome`]), then return the next job, blocking; `None` when
-    /// stopping. One lock for both, since a short handler does little else.
+    /// For handler thread `thread`: record how long its last job `ran`, hand over the outcome of
+    /// the job it `finished`, if any (see [`Shared::push_outcome`]), then return the next job,
+    /// blocking; `None` when stopping. One lock for all, since a short handler does little else.
     pub(super) fn next_job(
         &self,
         thread: usize,
         finished: Option<(&ClaimedJob, Outcome)>,
+        ran: Option<Duration>,
     ) -> Option<ClaimedJob> {
         let mut st = self.lock();
+        if let Some(d) = ran {
+            st.ran(d);
+        }
         let mut kick =
             finished.is_some_and(|(job, outcome)| self.push_outcome(&mut st, job, outcome));
         let next = loop {
@@ -261,6 +320,16 @@ impl Shared {
                 break None;
             }
             if let Some(job) = Shared::take_ready(&mut st, thread) {
+                st.running_handlers += 1;
+                st.takes += 1;
+                if st.wake_another() {
+                    drop(st);
+                    self.jobs_cv.notify_one();
+                    if kick {
+                        self.wake.kick();
+                    }
+                    return Some(job);
+                }
                 break Some(job);
             }
             if kick {
@@ -274,6 +343,7 @@ impl Shared {
             st.idle_handlers += 1;
             st = Shared::wait_on(&self.jobs_cv, st, None);
             st.idle_handlers -= 1;
+            st.waking = st.waking.saturating_sub(1);
         };
         drop(st);
         if kick {
@@ -322,6 +392,30 @@ impl Shared {
             self.notify_writer(st);
         }
         st.writer_asleep && first
+    }
+
+    /// For the writer, on each turn: when jobs are ready and threads sleep but no thread took a
+    /// job since `watch` was taken [`STALL_AFTER`] ago (the running threads ran far past the
+    /// mean), wake one more. `watch` is the take count and when it was seen; returns when to
+    /// look again, if jobs wait for a thread.
+    pub(super) fn watch_ready(
+        &self,
+        st: &mut State,
+        watch: &mut (u64, Instant),
+    ) -> Option<Instant> {
+        let now = Instant::now();
+        if st.ready.is_empty() || st.idle_handlers.saturating_sub(st.waking) == 0 {
+            *watch = (st.takes, now);
+            return None;
+        }
+        if st.takes != watch.0 {
+            *watch = (st.takes, now);
+        } else if now >= watch.1 + STALL_AFTER {
+            st.waking += 1;
+            self.jobs_cv.notify_one();
+            *watch = (st.takes, now);
+        }
+        Some(watch.1 + STALL_AFTER)
     }
 
     /// Mark `id` as settling if it is still running under our lease; false when its lease was
@@ -444,5 +538,87 @@ impl Shared {
     pub(super) fn instant_of(&self, at: Millis) -> Instant {
         let now = self.clock.now();
         Instant::now() + now.until(at) + Duration::from_millis(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(st: &mut State, n: usize) {
+        for i in 0..n {
+            st.ready.push_back(ClaimedJob {
+                id: JobId(i as i64 + 1),
+                queue: "q".into(),
+                payload: "{}".into(),
+                attempts: 1,
+                max_attempts: 3,
+                lease_token: LeaseToken(1),
+                lease_expires: Millis(0),
+                priority: 0,
+            });
+        }
+    }
+
+    /// How many of the sleeping threads `wake_another` wakes, one call after another.
+    fn wakes(st: &mut State) -> usize {
+        std::iter::from_fn(|| st.wake_another().then_some(())).count()
+    }
+
+    #[test]
+    fn a_first_backlog_wakes_every_sleeping_thread_and_no_more() {
+        let mut st = State::new();
+        st.idle_handlers = 4;
+        ready(&mut st, 8);
+        assert_eq!(wakes(&mut st), 4);
+        assert_eq!(st.waking, 4);
+    }
+
+    #[test]
+    fn nothing_ready_or_nobody_asleep_wakes_nobody() {
+        let mut st = State::new();
+        st.idle_handlers = 4;
+        assert_eq!(wakes(&mut st), 0);
+        let mut st = State::new();
+        ready(&mut st, 8);
+        assert_eq!(wakes(&mut st), 0);
+    }
+
+    #[test]
+    fn short_jobs_stay_on_the_running_thread_until_their_backlog_is_worth_a_wake() {
+        let mut st = State::new();
+        st.idle_handlers = 5;
+        st.running_handlers = 2;
+        // The mean settles on the jobs' length within a few dozen jobs.
+        for _ in 0..64 {
+            st.running_handlers += 1;
+            st.ran(Duration::from_micros(5));
+        }
+        assert!(st.mean_run_ns.abs_diff(5_000) < 100, "{}", st.mean_run_ns);
+        assert_eq!(st.running_handlers, 2);
+        // 2 running, 40 ready at 5 µs: 100 µs each, under WAKE_WORTH.
+        ready(&mut st, 40);
+        assert_eq!(wakes(&mut st), 0);
+        // 2 running, 180 ready: 900 µs of work, 450 µs each, so a third thread (300 µs each), a
+        // fourth (225 µs) and a fifth; with 5 on it, 180 µs each: a sixth is not worth it.
+        ready(&mut st, 140);
+        assert_eq!(wakes(&mut st), 3);
+        // With nobody running, one thread is always woken for ready jobs.
+        st.running_handlers = 0;
+        st.waking = 0;
+        st.ready.truncate(1);
+        assert_eq!(wakes(&mut st), 1);
+    }
+
+    #[test]
+    fn a_long_job_lifts_the_mean_at_once() {
+        let mut st = State::new();
+        for _ in 0..64 {
+            st.running_handlers += 1;
+            st.ran(Duration::from_micros(2));
+        }
+        st.running_handlers += 1;
+        st.ran(Duration::from_millis(10));
+        assert!(st.mean_run_ns >= 2_000_000, "{}", st.mean_run_ns);
     }
 }

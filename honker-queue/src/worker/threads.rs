@@ -32,13 +32,20 @@ pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
     // deadline passed): no spinning on an empty queue.
     let mut claim_after: Option<Epoch> = None;
     let mut grace_end: Option<Instant> = None;
+    let mut ready_watch = (0, Instant::now());
     loop {
         let seen = sh.wake.epoch();
         let (done, stopping, free, flush_deadline, claiming, starving) = {
             let mut st = sh.lock();
             st.writer_asleep = false;
             let unfinished = st.unfinished();
+            // The writer's waits end by the next look at jobs waiting for a thread.
+            let stall_due = sh.watch_ready(&mut st, &mut ready_watch);
             let age_due = st.oldest_done.map(|t| t + sh.settings.complete_every);
+            let age_due = match (age_due, stall_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let flush = st.flush_due(&sh.settings, unfinished).is_ok();
             let done = if flush {
                 st.oldest_done = None;
@@ -137,6 +144,10 @@ pub(super) fn writer_loop(sh: &Shared, conn: &Connection) {
                 Err(Some(at)) => Some(at.saturating_duration_since(Instant::now())),
                 Err(None) if st.held.is_empty() => None,
                 Err(None) => Some(MAX_ERROR_PAUSE),
+            };
+            let wait = match (wait, flush_deadline) {
+                (Some(w), Some(at)) => Some(w.min(at.saturating_duration_since(Instant::now()))),
+                (w, at) => w.or(at.map(|at| at.saturating_duration_since(Instant::now()))),
             };
             drop(sh.wait_for_writer(st, wait));
             continue;
@@ -398,15 +409,20 @@ pub(super) fn handler_loop(
     transactional: bool,
 ) {
     if !transactional {
-        let mut next = sh.next_job(thread, None);
+        let mut next = sh.next_job(thread, None, None);
         while let Some(job) = next {
+            let start = Instant::now();
             let outcome = run(handler, conn, &job);
-            next = sh.next_job(thread, Some((&job, outcome)));
+            next = sh.next_job(thread, Some((&job, outcome)), Some(start.elapsed()));
         }
         return;
     }
-    while let Some(job) = sh.next_job(thread, None) {
-        let Some(settled) = run_in_transaction(sh, conn, handler, &job) else {
+    let mut ran = None;
+    while let Some(job) = sh.next_job(thread, None, ran) {
+        let start = Instant::now();
+        let settled = run_in_transaction(sh, conn, handler, &job);
+        ran = Some(start.elapsed());
+        let Some(settled) = settled else {
             continue;
         };
         let mut st = sh.lock();

@@ -526,3 +526,72 @@ fn the_writer_sleeps_while_an_outcome_waits_for_its_deadline_with_every_slot_tak
         "the writer used {used} ticks of CPU while it had nothing to do"
     );
 }
+
+#[test]
+fn a_backlog_of_long_jobs_runs_on_every_thread_at_once() {
+    let db = WorkDb::new();
+    let conn = db.open();
+    let q = Queue::new("long").unwrap();
+    let payloads = vec!["{}"; 8];
+    q.enqueue_batch(&conn, &payloads, &EnqueueOptions::default())
+        .unwrap();
+    let (running, most) = (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)));
+    let (r2, m2) = (running.clone(), most.clone());
+    let w = Worker::start(&db.path(), q.clone(), wake(&db), opts(4), move |_| {
+        let now = r2.fetch_add(1, Ordering::SeqCst) + 1;
+        m2.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(100));
+        r2.fetch_sub(1, Ordering::SeqCst);
+        Ok(None)
+    })
+    .unwrap();
+    wait_until("the worker to drain the queue", || {
+        live_jobs(&conn, "long") == 0
+    });
+    assert_eq!(w.shutdown().unwrap().acked, 8);
+    assert_eq!(most.load(Ordering::SeqCst), 4, "threads ran at once");
+}
+
+/// A wake policy that leaves short jobs to the thread already running them must still notice
+/// when that thread is stuck on a long one: the jobs behind it go to another thread.
+#[test]
+fn a_slow_job_after_a_run_of_fast_ones_does_not_hold_up_the_jobs_behind_it() {
+    let db = WorkDb::new();
+    let conn = db.open();
+    let q = Queue::new("mixed").unwrap();
+    let gate = Arc::new(AtomicBool::new(false));
+    let g2 = gate.clone();
+    let w = Worker::start(&db.path(), q.clone(), wake(&db), opts(2), move |job| {
+        if job.payload.contains("slow") {
+            // Bounded, so a failing test does not leave the thread behind for ever.
+            let until = std::time::Instant::now() + Duration::from_secs(45);
+            while !g2.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(None)
+    })
+    .unwrap();
+    // The worker learns that jobs here are short.
+    let fast = vec!["{}"; 300];
+    q.enqueue_batch(&conn, &fast, &EnqueueOptions::default())
+        .unwrap();
+    wait_until("the fast jobs", || w.report().acked == 300);
+    // One slow job first (the highest priority), then short ones, all in one commit.
+    let tx = conn.unchecked_transaction().unwrap();
+    let first = EnqueueOptions {
+        priority: 10,
+        ..EnqueueOptions::default()
+    };
+    q.enqueue(&tx, r#"{"slow":true}"#, &first).unwrap();
+    q.enqueue_batch(&tx, &fast[..20], &EnqueueOptions::default())
+        .unwrap();
+    tx.commit().unwrap();
+    wait_until("the short jobs behind the slow one", || {
+        w.report().acked == 320
+    });
+    assert_eq!(live_jobs(&conn, "mixed"), 1, "the slow job still runs");
+    gate.store(true, Ordering::SeqCst);
+    wait_until("the slow job", || live_jobs(&conn, "mixed") == 0);
+    assert_eq!(w.shutdown().unwrap().acked, 321);
+}
