@@ -301,6 +301,31 @@ pub fn write_atomically<T>(
     if !conn.is_autocommit() || in_statement {
         return savepoint_unless_in_statement(conn, in_statement, f);
     }
+    immediately(conn, f)
+}
+
+/// Run `f`, whose reads must see exactly the rows its one write (its last statement) then
+/// changes, under the write lock: in autocommit in its own `BEGIN IMMEDIATE` transaction, and
+/// inside a transaction or a write statement as it is. There the write either finds the reads
+/// current or fails (SQLite refuses to upgrade a stale read snapshot, `SQLITE_BUSY_SNAPSHOT`),
+/// and no savepoint is needed: when the one write fails, nothing of `f`'s is left to undo.
+///
+/// # Errors
+///
+/// `f`'s error (after rolling back its own transaction), or the SQLite error of beginning or
+/// committing.
+pub fn read_then_write<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    if !conn.is_autocommit() || in_write_statement(conn) {
+        return f(conn);
+    }
+    immediately(conn, f)
+}
+
+/// Run `f` in a `BEGIN IMMEDIATE` transaction of its own, committed when it succeeds.
+fn immediately<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
     // Cached statements: these run on every multi-statement write, and `execute_batch` would
     // parse them each time.
     run(conn, "BEGIN IMMEDIATE")?;

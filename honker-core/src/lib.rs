@@ -50,7 +50,7 @@ mod wake;
 pub use crate::conn::{
     BUSY_TIMEOUT, Settings, WAL_AUTOCHECKPOINT_PAGES, db_file, ensure_no_transaction,
     in_write_statement, journal_mode_note, nested_atomically, open, open_read_only, prepare,
-    settings, setup, write_atomically,
+    read_then_write, settings, setup, write_atomically,
 };
 pub use crate::contention::{fair_busy_handler, share_write_lock};
 pub use crate::error::{Error, Result, at_least};

@@ -483,63 +483,84 @@ impl Queue {
             .or(probe.lease_ms)
             .unwrap_or(QueueOptions::default().lease_ms);
         let claimer = claimer_id(conn, db_path, worker, holder.as_deref().unwrap_or(""))?;
-        let take = |c: &Connection| -> honker_core::Result<Vec<(ClaimedJob, i64)>> {
-            Ok(c.prepare_cached(
-                // The token is the job's claim count (`claims` before the update is read in
-                // SET) in the high bits and 40 random bits below: the count rolls back with a
-                // rolled-back claim, the random bits do not repeat, so a token is never handed
-                // out twice (see `LeaseToken`). 53 bits in all, exact in every JSON reader.
-                // The random bits are one draw per statement (an uncorrelated subquery runs
-                // once) plus the job's id, so the jobs of one claim still get distinct tokens
-                // without a draw per row. The claimer is a small integer (schema v8): the row
-                // grows as little as it can, so fewer claims split a full page.
-                "UPDATE honker_jobs SET state = 2, attempts = attempts + 1, claims = claims + 1,
-                     lease_token = max(1, (((claims + 1) & 8191) << 40)
-                         | ((((SELECT random()) & 1099511627775) + id) & 1099511627775)),
-                     lease_expires = ?3, claimer = ?4, worker = NULL, holder = NULL
-                 WHERE id IN (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0
-                              ORDER BY priority DESC, run_at, id LIMIT ?2 + 0)
-                 RETURNING id, payload, attempts, max_attempts, lease_token, priority, run_at",
-            )?
-            .query_map(
-                params![&*self.name, n as i64, now.saturating_add(lease), claimer],
-                |r| {
-                    Ok((
-                        ClaimedJob {
-                            id: r.get(0)?,
-                            queue: self.name.to_string(),
-                            payload: r.get(1)?,
-                            attempts: r.get(2)?,
-                            max_attempts: r.get(3)?,
-                            lease_token: r.get(4)?,
-                            lease_expires: Millis(now.saturating_add(lease)),
-                            priority: r.get(5)?,
-                        },
-                        r.get::<_, i64>(6)?,
-                    ))
-                },
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()?)
+        let expires = now.saturating_add(lease);
+        // Two statements under the write lock: a read of the jobs in claim order, then one
+        // UPDATE of the same jobs (the same subquery, which finds the same rows since nothing
+        // can write in between). Each job's token is computed here by the formula the UPDATE
+        // writes, from the claim count the read saw. `UPDATE ... RETURNING` in one statement
+        // cost more: SQLite buffers the returned rows in an ephemeral table, and they come back
+        // in rowid order, to be sorted again (ARCHITECTURE.md, "Where a worker's cycle goes").
+        let take = |c: &Connection| -> honker_core::Result<Vec<ClaimedJob>> {
+            // One draw of SQLite's random() per claim: the low 40 bits of every token of it.
+            let draw: i64 = c
+                .prepare_cached("SELECT random()")?
+                .query_row([], |r| r.get(0))?;
+            let jobs = c
+                .prepare_cached(
+                    "SELECT id, payload, attempts, max_attempts, claims, priority
+                     FROM honker_jobs WHERE queue = ?1 AND state = 0
+                     ORDER BY priority DESC, run_at, id LIMIT ?2 + 0",
+                )?
+                .query_map(params![&*self.name, n as i64], |r| {
+                    let id = r.get(0)?;
+                    let claims: i64 = r.get(4)?;
+                    Ok(ClaimedJob {
+                        id: JobId(id),
+                        queue: self.name.to_string(),
+                        payload: r.get(1)?,
+                        attempts: r.get::<_, u32>(2)?.saturating_add(1),
+                        max_attempts: r.get(3)?,
+                        lease_token: LeaseToken(lease_token(claims, draw, id)),
+                        lease_expires: Millis(expires),
+                        priority: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if jobs.is_empty() {
+                return Ok(jobs);
+            }
+            // The token is the job's claim count (`claims` before the update is read in SET)
+            // in the high bits and 40 random bits below: the count rolls back with a
+            // rolled-back claim, the random bits do not repeat, so a token is never handed out
+            // twice (see `LeaseToken`). 53 bits in all, exact in every JSON reader. The random
+            // bits are the claim's one draw plus the job's id, so the jobs of one claim get
+            // distinct tokens. The claimer is a small integer (schema v8): the row grows as
+            // little as it can, so fewer claims split a full page. Keep in step with
+            // `lease_token`.
+            let changed = c
+                .prepare_cached(
+                    "UPDATE honker_jobs SET state = 2, attempts = attempts + 1, claims = claims + 1,
+                         lease_token = max(1, (((claims + 1) & 8191) << 40)
+                             | (((?5 & 1099511627775) + id) & 1099511627775)),
+                         lease_expires = ?3, claimer = ?4, worker = NULL, holder = NULL
+                     WHERE id IN (SELECT id FROM honker_jobs WHERE queue = ?1 AND state = 0
+                                  ORDER BY priority DESC, run_at, id LIMIT ?2 + 0)",
+                )?
+                .execute(params![&*self.name, n as i64, expires, claimer, draw])?;
+            if changed != jobs.len() {
+                // Cannot happen under the write lock; refuse rather than hand out wrong tokens.
+                return Err(honker_core::Error::Sqlite(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERNAL),
+                    Some(format!(
+                        "claim read {} jobs but updated {changed}",
+                        jobs.len()
+                    )),
+                )));
+            }
+            Ok(jobs)
         };
-        let mut jobs = if probe.earliest().is_some_and(|t| t <= now) {
+        let jobs = if probe.earliest().is_some_and(|t| t <= now) {
             write_atomically(conn, |c| {
                 self.sweep(c, &probe, now).map_err(core)?;
                 take(c)
             })
             .map_err(uncore)?
         } else {
-            // Nothing to sweep: the claim is one statement, atomic by itself (an UPDATE takes the
-            // write lock when it starts, so it never upgrades a read snapshot), and it needs no
-            // explicit transaction around it.
-            take(conn)?
+            // Nothing to sweep: the read and the UPDATE under one write lock, with no
+            // savepoint inside a transaction (only the UPDATE writes).
+            honker_core::read_then_write(conn, take)?
         };
-        jobs.sort_by(|(a, ra), (b, rb)| {
-            b.priority
-                .cmp(&a.priority)
-                .then(ra.cmp(rb))
-                .then(a.id.cmp(&b.id))
-        });
-        Ok(jobs.into_iter().map(|(j, _)| j).collect())
+        Ok(jobs)
     }
 
     /// End now the leases of every running job (in any queue) whose holder process is dead (its
@@ -1080,6 +1101,13 @@ pub(crate) fn finish_held(
     Ok(n > 0)
 }
 
+/// The lease token of a claim for a job claimed `claims` times before, with the claim's random
+/// `draw`: the formula the claim's UPDATE writes (see `LeaseToken`).
+fn lease_token(claims: i64, draw: i64, id: i64) -> i64 {
+    const LOW: i64 = (1 << 40) - 1;
+    (((claims.wrapping_add(1) & 8191) << 40) | ((draw & LOW).wrapping_add(id) & LOW)).max(1)
+}
+
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -1156,4 +1184,39 @@ fn claimer_id(conn: &Connection, db: Option<&Path>, worker: &str, holder: &str) 
     conn.prepare_cached("INSERT OR IGNORE INTO honker_claimers (worker, holder) VALUES (?1, ?2)")?
         .execute(params![worker, holder])?;
     Ok(find(conn)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_token_computed_here_is_the_one_the_claim_writes() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let mut sql = conn
+            .prepare(
+                "SELECT max(1, (((?1 + 1) & 8191) << 40)
+                     | (((?2 & 1099511627775) + ?3) & 1099511627775))",
+            )
+            .unwrap();
+        let draws = [
+            0,
+            1,
+            -1,
+            i64::MIN,
+            i64::MAX,
+            0x00ff_ffff_ffff,
+            -0x0100_0000_0000,
+        ];
+        for claims in [0, 1, 8190, 8191, 8192, 1 << 40] {
+            for draw in draws {
+                for id in [1, 2, 1 << 39, (1 << 40) - 1, 1 << 40, i64::MAX >> 2] {
+                    let want: i64 = sql.query_row([claims, draw, id], |r| r.get(0)).unwrap();
+                    assert_eq!(
+                        super::lease_token(claims, draw, id),
+                        want,
+                        "claims {claims}, draw {draw}, id {id}"
+                    );
+                }
+            }
+        }
+    }
 }
