@@ -46,6 +46,39 @@ echo "== bun test"
 "$bun" test --timeout 180000 dist-test/test/ > >(tee /tmp/honker-bun-ci.log) 2>&1 || status=1
 wait
 
+# The README's install from a checkout, as a new user runs it: a fresh project, no HONKER_EXT, so
+# the packed copy must carry the extension itself; then both quickstarts as pasted.
+readme_quickstarts() {
+  local scratch
+  scratch="$(mktemp -d /tmp/honker-node-quickstart.XXXXXX)"
+  node -e '
+    const fs = require("node:fs");
+    const md = fs.readFileSync(process.argv[1], "utf8");
+    for (const [title, file] of [["Node.js", "quickstart.mjs"], ["Bun", "quickstart.ts"]]) {
+      const m = md.match(new RegExp("## Quickstart \\(" + title.replace(".", "\\.") + "\\)\\n\\n```[a-z]*\\n([\\s\\S]*?)```"));
+      if (!m) { console.error("README.md has no " + title + " quickstart block"); process.exit(1); }
+      fs.writeFileSync(process.argv[2] + "/" + file, m[1]);
+    }' "$here/README.md" "$scratch" || return 1
+  (
+    cd "$scratch"
+    unset HONKER_EXT HONKER_EXT_PATH
+    npm init -y >/dev/null
+    flock /tmp/honker-bindings-node.lock npm install --install-links --no-audit --no-fund --loglevel=error "$here" || exit 1
+    [[ -f node_modules/honker/native/libhonker_ext.so ]] || { echo "the installed copy carries no native/libhonker_ext.so" >&2; exit 1; }
+    out="$(timeout 60 node quickstart.mjs)" || { echo "quickstart.mjs failed: $out" >&2; exit 1; }
+    echo "$out"
+    grep -qx 'sending to ada@example.com' <<<"$out" || { echo "quickstart.mjs did not send the email" >&2; exit 1; }
+    grep -q '^result { sentAt: [0-9]* }$' <<<"$out" || { echo "quickstart.mjs printed no result" >&2; exit 1; }
+    out="$(timeout 60 "$bun" quickstart.ts)" || { echo "quickstart.ts failed: $out" >&2; exit 1; }
+    echo "$out"
+    [[ "$(head -n 1 <<<"$out")" == 144 ]] || { echo "quickstart.ts did not print 144" >&2; exit 1; }
+    grep -q 'hello' <<<"$out" || { echo "quickstart.ts printed no notification" >&2; exit 1; }
+  ) || return 1
+  rm -rf "$scratch"
+}
+echo "== the README's install from a checkout (npm install --install-links) and its quickstarts"
+if readme_quickstarts; then echo "quickstarts: ok"; else echo "quickstarts: FAILED"; status=1; fi
+
 np="$(sed -n 's/^# pass \([0-9]*\)$/\1/p' /tmp/honker-node-ci.log | tail -1)"
 nf="$(sed -n 's/^# fail \([0-9]*\)$/\1/p' /tmp/honker-node-ci.log | tail -1)"
 bp="$(sed -n 's/^ *\([0-9]*\) pass$/\1/p' /tmp/honker-bun-ci.log | tail -1)"

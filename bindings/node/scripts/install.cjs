@@ -2,6 +2,10 @@
 // Order: already there (a packed tarball), HONKER_EXT / HONKER_EXT_PATH, or a cargo build in the
 // surrounding honker repository. Without any of them the install succeeds with a warning, and
 // open() later names every path it tried.
+// It runs twice from a checkout: as part of `prepare` in the source folder (npm packs a folder
+// there for `npm install --install-links <folder>`, and only the source folder can see the
+// repository, so the packed copy must already carry native/), then as `install` in the copy,
+// which keeps what it was given.
 'use strict';
 const { copyFileSync, existsSync, mkdirSync } = require('node:fs');
 const { join, resolve, dirname } = require('node:path');
